@@ -1,0 +1,207 @@
+// acr-credential-proxy: command-line entry point. Parses arguments, loads the
+// configuration and hands over to the subcommand. Exceptions stop here.
+#include "acp_version.hpp"
+#include "config/loader.hpp"
+#include "config/logging.hpp"
+#include "proxy/serve.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+constexpr int exit_usage = 2;  // also: invalid configuration
+
+constexpr std::string_view usage_text = R"(acr-credential-proxy — node-local registry auth proxy for containerd
+
+Usage:
+  acr-credential-proxy serve        (--config FILE | --acr-configuration DIR) [options]
+  acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
+  acr-credential-proxy version
+  acr-credential-proxy --help
+
+Commands:
+  serve          Run the proxy: the registry mirror containerd talks to (listen) and
+                 the admin endpoints /healthz /readyz /metrics (adminListen).
+                 SIGHUP or a change of the config file/directory reloads; a bad new
+                 config is rejected and the old one keeps serving. SIGTERM drains
+                 in-flight transfers (timeouts.shutdownGrace), then exits 0.
+  check-config   Load and validate the configuration, print it normalized with
+                 secrets redacted, and exit 0; or print every error and exit 2.
+  version        Print the version.
+
+Configuration sources (at least one; with both, the file is the base and the
+ConfigMap adds its ACR instances and pull scope):
+  --config FILE             our YAML format (see config/example.yaml)
+  --acr-configuration DIR   a mounted `acr-configuration` ConfigMap (one file per
+                            key), as read by Alibaba's aliyun-acr-credential-helper
+
+Options:
+  --listen HOST:PORT        override `listen` (the data listener)
+  --admin-listen HOST:PORT  override `adminListen`
+  -h, --help                this text
+
+Secrets are read from files or the environment only, never from arguments.
+Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
+)";
+
+struct cli_args {
+    std::string command;
+    acp::config::load_options load;
+    std::optional<std::string> listen;
+    std::optional<std::string> admin_listen;
+};
+
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "acr-credential-proxy: %s\nRun 'acr-credential-proxy --help' for usage.\n", message.c_str());
+    return exit_usage;
+}
+
+// Returns an exit status when parsing ends the program, nullopt to go on.
+std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_args& out) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto arg = args[i];
+        auto value_of = [&](std::string_view flag) -> std::optional<std::string> {
+            if (arg.size() > flag.size() && arg.substr(0, flag.size()) == flag && arg[flag.size()] == '=') {
+                return std::string(arg.substr(flag.size() + 1));
+            }
+            if (arg == flag) {
+                if (i + 1 >= args.size()) {
+                    return std::nullopt;
+                }
+                return std::string(args[++i]);
+            }
+            return std::nullopt;
+        };
+        auto is_flag = [&](std::string_view flag) {
+            return arg == flag || (arg.size() > flag.size() && arg.substr(0, flag.size() + 1) == std::string(flag) + "=");
+        };
+        if (arg == "-h" || arg == "--help" || arg == "help") {
+            std::fwrite(usage_text.data(), 1, usage_text.size(), stdout);
+            return 0;
+        }
+        if (is_flag("--config") || is_flag("--acr-configuration") || is_flag("--listen") ||
+            is_flag("--admin-listen")) {
+            const auto flag = arg.substr(0, arg.find('='));
+            auto v = value_of(flag);
+            if (!v || v->empty()) {
+                return usage_error(std::string(flag) + " needs a value");
+            }
+            if (flag == "--config") {
+                out.load.config_file = *v;
+            } else if (flag == "--acr-configuration") {
+                out.load.acr_configuration_dir = *v;
+            } else if (flag == "--listen") {
+                out.listen = *v;
+            } else {
+                out.admin_listen = *v;
+            }
+            continue;
+        }
+        if (!arg.empty() && arg[0] == '-') {
+            return usage_error("unknown option '" + std::string(arg) + "'");
+        }
+        if (!out.command.empty()) {
+            return usage_error("unexpected argument '" + std::string(arg) + "'");
+        }
+        out.command = std::string(arg);
+    }
+    if (out.command.empty()) {
+        std::fwrite(usage_text.data(), 1, usage_text.size(), stderr);
+        return exit_usage;
+    }
+    return std::nullopt;
+}
+
+void print_errors(const acp::config::config_error& e) {
+    for (const auto& d : e.errors()) {
+        std::fprintf(stderr, "error: %s\n", d.str().c_str());
+    }
+    std::fprintf(stderr, "acr-credential-proxy: configuration invalid (%zu error%s); nothing started\n",
+                 e.errors().size(), e.errors().size() == 1 ? "" : "s");
+}
+
+std::optional<acp::config::listen_address> parse_listen_flag(const std::optional<std::string>& v, const char* flag,
+                                                             int& status) {
+    if (!v) {
+        return std::nullopt;
+    }
+    auto parsed = acp::config::parse_listen_address(*v);
+    if (!parsed) {
+        status = usage_error(std::string(flag) + " '" + *v + "': expected HOST:PORT with an IP literal host "
+                             "(e.g. 127.0.0.1:5005 or [::1]:5005)");
+    }
+    return parsed;
+}
+
+int run(const cli_args& args) {
+    if (args.command == "version") {
+        std::printf("acr-credential-proxy %s\n", ACP_VERSION);
+        return 0;
+    }
+    if (args.command != "serve" && args.command != "check-config") {
+        return usage_error("unknown command '" + args.command + "'");
+    }
+    if (args.load.config_file.empty() && args.load.acr_configuration_dir.empty()) {
+        return usage_error(args.command + " needs --config FILE or --acr-configuration DIR");
+    }
+    int status = 0;
+    auto listen = parse_listen_flag(args.listen, "--listen", status);
+    auto admin_listen = parse_listen_flag(args.admin_listen, "--admin-listen", status);
+    if (status != 0) {
+        return status;
+    }
+
+    acp::config::load_result loaded;
+    try {
+        loaded = acp::config::load(args.load);
+    } catch (const acp::config::config_error& e) {
+        print_errors(e);
+        return exit_usage;
+    }
+    auto cfg = std::make_shared<acp::config::config>(*loaded.cfg);
+    if (listen) {
+        cfg->listen = *listen;
+    }
+    if (admin_listen) {
+        cfg->admin_listen = *admin_listen;
+    }
+    acp::logging::setup(cfg->log);
+    for (const auto& w : loaded.warnings) {
+        if (args.command == "check-config") {
+            std::fprintf(stderr, "warning: %s\n", w.str().c_str());
+        } else {
+            acp::logging::logger("config")->warn("{}", w.str());
+        }
+    }
+
+    if (args.command == "check-config") {
+        std::cout << acp::config::render(*cfg);
+        return 0;
+    }
+    return acp::proxy::serve({.initial = cfg,
+                              .reload_from = args.load,
+                              .listen_override = listen,
+                              .admin_listen_override = admin_listen});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    cli_args parsed;
+    if (auto done = parse_args(args, parsed)) {
+        return *done;
+    }
+    try {
+        return run(parsed);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "acr-credential-proxy: %s\n", e.what());
+        return 1;
+    }
+}
