@@ -64,6 +64,21 @@ struct alibaba_config {
     std::string access_key_id_file;      // optional AK from files (secrets never on the command line)
     std::string access_key_secret_file;
     std::string security_token_file;
+
+    // ECS RAM role through instance metadata (env ALIBABA_CLOUD_ECS_METADATA,
+    // ALIBABA_CLOUD_ECS_METADATA_DISABLED, ALIBABA_CLOUD_IMDSV1_DISABLED also apply).
+    std::string ecs_role_name;               // empty: discovered from metadata
+    bool ecs_metadata_disabled = false;      // never use the ECS RAM role
+    bool imdsv1_disabled = false;            // hardened mode: fail rather than fall back to token-less IMDSv1
+    duration imds_token_ttl = std::chrono::hours(6);  // X-aliyun-ecs-metadata-token-ttl-seconds (1..21600 s)
+    duration sts_duration = std::chrono::hours(1);    // DurationSeconds for RRSA AssumeRoleWithOIDC (>= 900 s)
+
+    // Control-path behaviour of the ACR temporary-password refresher.
+    duration api_timeout = std::chrono::seconds(10);           // one STS / OpenAPI call
+    duration first_credential_wait = std::chrono::seconds(15);  // a request waiting for an instance's first password
+    duration refresh_backoff_initial = std::chrono::seconds(1);
+    duration refresh_backoff_max = std::chrono::minutes(5);
+    duration endpoint_relist_interval = std::chrono::minutes(10);  // ListInstanceEndpoint re-listing
 };
 
 /// One ACR instance (Enterprise when instance_id is set, Personal otherwise).
