@@ -1,0 +1,188 @@
+#include "tokens/token_cache.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <optional>
+
+namespace asio = boost::asio;
+
+namespace acp::tokens {
+
+struct token_cache::entry {
+    std::optional<config::secret> token;
+    time_point expires_at{};  // already less the safety margin
+    time_point refresh_at{};
+    std::optional<token_failure> failure;
+    time_point failure_until{};
+    bool fetching = false;
+    std::uint64_t generation = 0;  // bumped when a fetch completes
+    std::shared_ptr<asio::steady_timer> wake;  // waiters sleep on it; cancelled when a fetch completes
+    std::shared_ptr<asio::cancellation_signal> cancel;
+};
+
+namespace {
+
+using time_point = std::chrono::steady_clock::time_point;
+
+struct fetch_context {
+    token_cache::clock_fn clock;
+    token_cache::options opts;
+};
+
+// Records a fetch's outcome on its entry and wakes the waiters. Runs on the cache's executor.
+void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context& ctx,
+              const std::shared_ptr<token_cache::stats>& stats, fetch_result result);
+
+}  // namespace
+
+// The fetch coroutine owns values only (STYLE: spawned coroutines take values).
+namespace {
+asio::awaitable<void> run_fetch(std::shared_ptr<token_cache::entry> e, fetch_fn fetch, fetch_context ctx,
+                                std::shared_ptr<token_cache::stats> stats) {
+    fetch_result result = token_failure{token_failure::kind::realm_bad_response, "token fetch failed"};
+    try {
+        result = co_await fetch();
+    } catch (const boost::system::system_error& ex) {
+        const bool aborted = ex.code() == asio::error::operation_aborted;
+        result = token_failure{aborted ? token_failure::kind::shutting_down : token_failure::kind::realm_unreachable,
+                               aborted ? "token fetch cancelled" : "token fetch failed: " + ex.code().message()};
+    } catch (const std::exception&) {
+        result = token_failure{token_failure::kind::realm_bad_response, "token fetch failed unexpectedly"};
+    }
+    complete(e, ctx, stats, std::move(result));
+}
+
+void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context& ctx,
+              const std::shared_ptr<token_cache::stats>& stats, fetch_result result) {
+    const auto now = ctx.clock();
+    if (auto* tok = std::get_if<registry_token>(&result)) {
+        const auto life = std::chrono::duration_cast<std::chrono::steady_clock::duration>(tok->expires_in);
+        const auto margin = std::chrono::duration_cast<std::chrono::steady_clock::duration>(ctx.opts.safety_margin);
+        // Short-lived tokens keep half their life rather than vanish under the margin.
+        const auto usable = life > 2 * margin ? life - margin : life / 2;
+        e->token = std::move(tok->token);
+        e->expires_at = now + usable;
+        e->refresh_at = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  usable * (1.0 - ctx.opts.refresh_fraction));
+        e->failure.reset();
+    } else {
+        ++stats->fetch_failures;
+        e->failure = std::get<token_failure>(std::move(result));
+        e->failure_until = now + ctx.opts.negative_ttl;
+    }
+    e->fetching = false;
+    ++e->generation;
+    e->cancel.reset();
+    if (auto wake = std::exchange(e->wake, nullptr)) {
+        wake->cancel();
+    }
+}
+
+}  // namespace
+
+token_cache::token_cache(asio::any_io_executor executor, options opts, clock_fn clock)
+    : executor_(std::move(executor)),
+      opts_(opts),
+      clock_(clock ? std::move(clock) : clock_fn([] { return std::chrono::steady_clock::now(); })),
+      stats_(std::make_shared<stats>()) {}
+
+token_cache::~token_cache() { shutdown(); }
+
+token_cache::time_point token_cache::now() const { return clock_(); }
+
+void token_cache::start_fetch(const std::shared_ptr<entry>& e, fetch_fn fetch) {
+    e->fetching = true;
+    e->wake = std::make_shared<asio::steady_timer>(executor_, time_point::max());
+    e->cancel = std::make_shared<asio::cancellation_signal>();
+    ++stats_->fetches;
+    // Tracked through e->cancel: shutdown() emits on every fetch in flight.
+    asio::co_spawn(executor_, run_fetch(e, std::move(fetch), fetch_context{clock_, opts_}, stats_),
+                   asio::bind_cancellation_slot(e->cancel->slot(), asio::detached));
+}
+
+void token_cache::evict_if_full() {
+    if (entries_.size() < opts_.max_entries) {
+        return;
+    }
+    const auto t = now();
+    std::erase_if(entries_, [&](const auto& kv) {
+        const auto& e = *kv.second;
+        return !e.fetching && (!e.token || t >= e.expires_at);
+    });
+    for (auto it = entries_.begin(); entries_.size() >= opts_.max_entries && it != entries_.end();) {
+        it = it->second->fetching ? std::next(it) : entries_.erase(it);
+    }
+}
+
+asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) {
+    while (true) {
+        if (stopped_) {
+            co_return token_failure{token_failure::kind::shutting_down, "proxy is shutting down"};
+        }
+        auto it = entries_.find(key);
+        if (it == entries_.end()) {
+            evict_if_full();
+            it = entries_.emplace(key, std::make_shared<entry>()).first;
+        }
+        const auto e = it->second;  // keeps the entry alive even if evicted while we wait
+        const auto t = now();
+        if (e->token && t < e->expires_at) {
+            ++stats_->hits;
+            if (t >= e->refresh_at && !e->fetching) {
+                ++stats_->background_refreshes;
+                start_fetch(e, fetch);
+            }
+            co_return *e->token;
+        }
+        if (e->failure && t < e->failure_until && !e->fetching) {
+            co_return *e->failure;
+        }
+        ++stats_->misses;
+        if (!e->fetching) {
+            start_fetch(e, fetch);
+        }
+        const auto generation = e->generation;
+        const auto wake = e->wake;
+        co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
+        const auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none) {
+            co_return token_failure{token_failure::kind::cancelled, "request cancelled while waiting for a token"};
+        }
+        if (e->generation == generation) {
+            continue;  // woken without an outcome (shutdown, eviction): re-check
+        }
+        if (e->token && now() < e->expires_at) {
+            co_return *e->token;
+        }
+        if (e->failure) {
+            co_return *e->failure;
+        }
+        // A token that expired the moment it arrived: fetch again.
+    }
+}
+
+void token_cache::invalidate(const std::string& key, const config::secret& token) {
+    const auto it = entries_.find(key);
+    if (it != entries_.end() && it->second->token && *it->second->token == token) {
+        it->second->token.reset();
+    }
+}
+
+void token_cache::shutdown() {
+    stopped_ = true;
+    for (auto& [key, e] : entries_) {
+        if (e->cancel) {
+            e->cancel->emit(asio::cancellation_type::all);
+        }
+        if (e->wake) {
+            e->wake->cancel();
+        }
+    }
+}
+
+}  // namespace acp::tokens
