@@ -619,10 +619,10 @@ def _serve(cfg):
 def _import_siblings():
     if _HERE not in sys.path:
         sys.path.insert(0, _HERE)
-    import harness  # noqa: F401
-    import registry  # noqa: F401
+    import harness
+    import registry
 
-    return sys.modules["harness"], sys.modules["registry"]
+    return harness, registry
 
 
 class TokenRegistry:
@@ -664,10 +664,11 @@ class TokenRegistry:
         h = self._harness
         h.require_tools("docker-registry")
         try:
-            import cryptography  # noqa: F401
+            import cryptography
         except ImportError:
             print("SKIP: python3-cryptography is not installed (scripts/install-deps installs it)", flush=True)
             sys.exit(h.SKIP_EXIT)
+        del cryptography
         key = SigningKey(self.alg)
         bundle = os.path.join(self.dir, "token-signer.crt")
         with open(bundle, "w") as f:
