@@ -58,7 +58,7 @@ import threading
 import time
 import urllib.parse
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = os.path.dirname(os.path.realpath(__file__))
 
 DEFAULT_SERVICE = "registry.aliyuncs.com:cn-hangzhou:china:cri-acptest0000"  # the EE service format
 DEFAULT_ISSUER = "acp-test-dockerauth"
