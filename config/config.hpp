@@ -43,7 +43,7 @@ struct endpoint_url {
     std::string scheme;  // "http" | "https"
     std::string host;    // lower-case; IPv6 without brackets
     std::uint16_t port = 0;
-    std::string path;    // "" or starting with '/'
+    std::string path;  // "" or starting with '/'
     bool operator==(const endpoint_url&) const = default;
 };
 
@@ -52,6 +52,7 @@ enum class log_format { text, json };
 struct log_config {
     std::string level = "info";  // trace|debug|info|warn|error|critical|off
     log_format format = log_format::text;
+    bool operator==(const log_config&) const = default;
 };
 
 /// Alibaba Cloud identity and endpoints. Every field is optional.
@@ -61,37 +62,39 @@ struct alibaba_config {
     std::string sts_endpoint = "https://sts.aliyuncs.com";
     std::string acr_endpoint = "https://cr.{regionId}.aliyuncs.com";  // {regionId} expanded per instance
     bool use_vpc_endpoints = false;
-    std::string access_key_id_file;      // optional AK from files (secrets never on the command line)
+    std::string access_key_id_file;  // optional AK from files (secrets never on the command line)
     std::string access_key_secret_file;
     std::string security_token_file;
 
     // ECS RAM role through instance metadata (env ALIBABA_CLOUD_ECS_METADATA,
     // ALIBABA_CLOUD_ECS_METADATA_DISABLED, ALIBABA_CLOUD_IMDSV1_DISABLED also apply).
-    std::string ecs_role_name;               // empty: discovered from metadata
-    bool ecs_metadata_disabled = false;      // never use the ECS RAM role
-    bool imdsv1_disabled = false;            // hardened mode: fail rather than fall back to token-less IMDSv1
+    std::string ecs_role_name;                        // empty: discovered from metadata
+    bool ecs_metadata_disabled = false;               // never use the ECS RAM role
+    bool imdsv1_disabled = false;                     // hardened mode: fail rather than fall back to token-less IMDSv1
     duration imds_token_ttl = std::chrono::hours(6);  // X-aliyun-ecs-metadata-token-ttl-seconds (1..21600 s)
     duration sts_duration = std::chrono::hours(1);    // DurationSeconds for RRSA AssumeRoleWithOIDC (>= 900 s)
 
     // Control-path behaviour of the ACR temporary-password refresher.
-    duration api_timeout = std::chrono::seconds(10);           // one STS / OpenAPI call
+    duration api_timeout = std::chrono::seconds(10);            // one STS / OpenAPI call
     duration first_credential_wait = std::chrono::seconds(15);  // a request waiting for an instance's first password
     duration refresh_backoff_initial = std::chrono::seconds(1);
     duration refresh_backoff_max = std::chrono::minutes(5);
     duration endpoint_relist_interval = std::chrono::minutes(10);  // ListInstanceEndpoint re-listing
+    bool operator==(const alibaba_config&) const = default;
 };
 
 /// One ACR instance (Enterprise when instance_id is set, Personal otherwise).
 struct acr_instance {
     std::string instance_id;
-    std::string region_id;               // empty: the node's region
-    std::vector<std::string> domains;    // empty: discovered with ListInstanceEndpoint
-    std::string assume_role_arn;         // optional cross-account role
+    std::string region_id;             // empty: the node's region
+    std::vector<std::string> domains;  // empty: discovered with ListInstanceEndpoint
+    std::string assume_role_arn;       // optional cross-account role
     duration expire_duration = std::chrono::hours(1);
     std::string role_session_name;
-    std::string rrsa_role_arn;           // the add-on's per-instance RRSA keys
+    std::string rrsa_role_arn;  // the add-on's per-instance RRSA keys
     std::string rrsa_oidc_provider_role_arn;
     std::vector<std::string> realm_hosts = {"*.aliyuncs.com"};
+    bool operator==(const acr_instance&) const = default;
 };
 
 enum class auth_kind { anonymous, basic, docker_config };
@@ -99,10 +102,11 @@ enum class auth_kind { anonymous, basic, docker_config };
 struct registry_auth {
     auth_kind kind = auth_kind::anonymous;
     std::string username;
-    std::string password_file;     // basic: where the password came from (for messages)
-    std::string password_env;      // basic: or the environment variable it came from
-    secret password;               // basic: loaded at config load time
+    std::string password_file;       // basic: where the password came from (for messages)
+    std::string password_env;        // basic: or the environment variable it came from
+    secret password;                 // basic: loaded at config load time
     std::string docker_config_path;  // docker_config: a config.json with "auths"
+    bool operator==(const registry_auth&) const = default;
 };
 
 /// Any non-ACR registry.
@@ -112,29 +116,33 @@ struct registry {
     std::string ca_file;
     bool insecure_skip_verify = false;
     std::vector<std::string> realm_hosts;  // empty: the registry host itself only
+    bool operator==(const registry&) const = default;
 };
 
 /// Who may pull (the add-on's watch-namespace / service-account). Stored now,
 /// enforced by the scope issue.
 struct scope_config {
-    bool enabled = false;                                // true in the ConfigMap form
-    std::vector<std::string> namespaces = {"default"};   // {"*"} means all
+    bool enabled = false;                                     // true in the ConfigMap form
+    std::vector<std::string> namespaces = {"default"};        // {"*"} means all
     std::vector<std::string> service_accounts = {"default"};  // {"*"} means all
     duration wait_for_pod = std::chrono::seconds(5);
+    bool operator==(const scope_config&) const = default;
 };
 
 struct timeout_config {
-    duration header_read = std::chrono::seconds(10);     // downstream request head
-    duration idle = std::chrono::seconds(60);            // downstream keep-alive idle
+    duration header_read = std::chrono::seconds(10);  // downstream request head
+    duration idle = std::chrono::seconds(60);         // downstream keep-alive idle
     duration upstream_connect = std::chrono::seconds(5);
     duration upstream_headers = std::chrono::seconds(25);  // below containerd 2.3's 30 s
-    duration upstream_idle = std::chrono::seconds(60);   // no body byte for this long
+    duration upstream_idle = std::chrono::seconds(60);     // no body byte for this long
     duration shutdown_grace = std::chrono::seconds(30);
+    bool operator==(const timeout_config&) const = default;
 };
 
 struct limit_config {
     std::uint32_t max_connections = 1024;
     std::uint32_t max_idle_upstream_per_host = 16;
+    bool operator==(const limit_config&) const = default;
 };
 
 struct config {
@@ -147,11 +155,12 @@ struct config {
     alibaba_config alibaba;
     std::vector<acr_instance> acr_instances;
     std::vector<registry> registries;
-    std::string default_registry;  // empty: requests without ?ns= get 404
+    std::string default_registry;                            // empty: requests without ?ns= get 404
     std::map<std::string, endpoint_url> endpoint_overrides;  // lower-case host[:port] -> URL
     scope_config scope;
     timeout_config timeouts;
     limit_config limits;
+    bool operator==(const config&) const = default;
 };
 
 }  // namespace acp::config
