@@ -175,19 +175,20 @@ std::optional<configmap_entries> read_configmap_manifest(std::string_view yaml, 
                         (kind.IsScalar() ? quote(kind.Scalar()) : kind_of(kind)) + " is not a ConfigMap; " + expected);
             return std::nullopt;
         }
-        data = (*root)["data"];
-        if (!data) {
+        const auto d = (*root)["data"];
+        if (!d) {
             diags.error(top.child("data", YAML::Node()).at(), "missing; expected the ConfigMap's data: map");
             return std::nullopt;
         }
+        data.reset(d);
         if ((*root)["binaryData"]) {
             diags.warn(top.child("binaryData", (*root)["binaryData"]).at(),
                        "ignored: the add-on's keys are all in data:");
         }
-    } else if ((*root)["data"]) {
-        data = (*root)["data"];
+    } else if (const auto d = (*root)["data"]) {
+        data.reset(d);
     } else if (has_configmap_key(*root)) {
-        data = *root;
+        data.reset(*root);
         data_path.clear();
     } else {
         std::string message = std::string("no ConfigMap keys found; ") + expected;

@@ -26,6 +26,7 @@ struct origin_table {
     where default_registry;
     std::map<std::string, where> endpoint_overrides;  // by host
     where admin_listen;
+    bool listeners_valid = true;  // false: one was rejected, a collision would be noise
 };
 
 struct load_context {

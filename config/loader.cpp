@@ -60,8 +60,8 @@ std::string diagnostic::str() const {
     return out + message;
 }
 
-config_error::config_error(std::vector<diagnostic> errors)
-    : std::runtime_error(what_of(errors)), errors_(std::move(errors)) {}
+config_error::config_error(std::vector<diagnostic> errors, std::vector<diagnostic> warnings)
+    : std::runtime_error(what_of(errors)), errors_(std::move(errors)), warnings_(std::move(warnings)) {}
 
 environment environment::process() {
     return {

@@ -31,14 +31,17 @@ struct diagnostic {
     [[nodiscard]] std::string str() const;
 };
 
-/// Thrown when the input cannot become a valid config. Holds every error found.
+/// Thrown when the input cannot become a valid config. Holds every error found,
+/// and the warnings of the same load (an unknown key often explains an error).
 class config_error : public std::runtime_error {
 public:
-    explicit config_error(std::vector<diagnostic> errors);
+    explicit config_error(std::vector<diagnostic> errors, std::vector<diagnostic> warnings = {});
     [[nodiscard]] const std::vector<diagnostic>& errors() const noexcept { return errors_; }
+    [[nodiscard]] const std::vector<diagnostic>& warnings() const noexcept { return warnings_; }
 
 private:
     std::vector<diagnostic> errors_;
+    std::vector<diagnostic> warnings_;
 };
 
 /// What the loaders may read besides their text input, injectable for tests.
@@ -54,8 +57,8 @@ struct load_result {
 };
 
 struct load_options {
-    std::string config_file;             // --config FILE (may be empty)
-    std::string acr_configuration_dir;   // --acr-configuration DIR (may be empty)
+    std::string config_file;            // --config FILE (may be empty)
+    std::string acr_configuration_dir;  // --acr-configuration DIR (may be empty)
 };
 
 /// Loads from the files named in `opts` (at least one must be set). When both

@@ -79,7 +79,7 @@ load_result finish(config cfg, load_context& ctx) {
     auto& diags = ctx.diags;
     const auto& origins = ctx.origins;
 
-    if (listeners_collide(cfg.listen, cfg.admin_listen)) {
+    if (origins.listeners_valid && listeners_collide(cfg.listen, cfg.admin_listen)) {
         diags.error(or_default(origins.admin_listen, cfg, "adminListen"),
                     quote(cfg.admin_listen.host + ":" + std::to_string(cfg.admin_listen.port)) +
                         " collides with listen; expected a different port for the admin endpoints");
@@ -98,6 +98,12 @@ load_result finish(config cfg, load_context& ctx) {
                                 "registries[].host");
         }
     };
+    // Registries first: ConfigMap instances come last, so a clash is reported where it was added.
+    for (std::size_t i = 0; i < cfg.registries.size(); ++i) {
+        add_host(cfg.registries[i].host, i < origins.registry_hosts.size()
+                                             ? origins.registry_hosts[i]
+                                             : where{cfg.source, "registries[" + std::to_string(i) + "].host", 0});
+    }
     for (std::size_t i = 0; i < cfg.acr_instances.size(); ++i) {
         const auto& domains = cfg.acr_instances[i].domains;
         for (std::size_t j = 0; j < domains.size(); ++j) {
@@ -107,11 +113,6 @@ load_result finish(config cfg, load_context& ctx) {
                            : where{cfg.source,
                                    "acrInstances[" + std::to_string(i) + "].domains[" + std::to_string(j) + "]", 0});
         }
-    }
-    for (std::size_t i = 0; i < cfg.registries.size(); ++i) {
-        add_host(cfg.registries[i].host, i < origins.registry_hosts.size()
-                                             ? origins.registry_hosts[i]
-                                             : where{cfg.source, "registries[" + std::to_string(i) + "].host", 0});
     }
 
     bool discovered = false;
@@ -153,7 +154,7 @@ load_result finish(config cfg, load_context& ctx) {
     }
 
     if (!diags.errors().empty()) {
-        throw config_error(diags.errors());
+        throw config_error(diags.errors(), diags.take_warnings());
     }
     return {std::make_shared<const config>(std::move(cfg)), diags.take_warnings()};
 }

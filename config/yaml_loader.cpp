@@ -71,6 +71,7 @@ std::string join(std::span<const std::string_view> items) {
 void read_listen(const node_ref& n, listen_address& out, bool admin, load_context& ctx) {
     const auto text = read_string(n, ctx.diags);
     if (!text) {
+        ctx.origins.listeners_valid = false;
         return;
     }
     const auto addr = parse_listen_address(*text);
@@ -78,6 +79,7 @@ void read_listen(const node_ref& n, listen_address& out, bool admin, load_contex
         ctx.diags.error(n.at(), quote(*text) +
                                     " is not HOST:PORT with an IP literal host; expected e.g. \"127.0.0.1:5005\" or "
                                     "\"[::1]:5005\" (port 0-65535)");
+        ctx.origins.listeners_valid = false;
         return;
     }
     if (!is_loopback_ip(addr->host)) {
