@@ -337,6 +337,18 @@ class _LineResult(unittest.TestResult):
         self._line("XPASS", test)
 
 
+def redact(value):
+    """Authorization values (alone, or in lists) reduced to scheme + length."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v) for v in value)
+    if isinstance(value, str) and " " in value:
+        scheme, _, rest = value.partition(" ")
+        return f"{scheme} <{len(rest)} chars>"
+    if isinstance(value, str):
+        return f"<{len(value)} chars>"
+    return value
+
+
 class Checks:
     """Collects every mismatch of a table-driven test instead of stopping at
     the first, so one run shows the whole picture. done() fails the test with
@@ -355,6 +367,10 @@ class Checks:
 
     def eq(self, actual, expected, what):
         return self.check(actual == expected, f"{what}: got {actual!r}, want {expected!r}")
+
+    def secret_eq(self, actual, expected, what):
+        """eq() for values holding credentials: the message shows only their shape."""
+        return self.check(actual == expected, f"{what}: got {redact(actual)!r}, want {redact(expected)!r}")
 
     def done(self):
         if self.problems:

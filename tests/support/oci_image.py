@@ -165,7 +165,8 @@ def _build_layer(layout, index, spec, seed):
         blob_writer = _HashingFile(f)
         gz = _GzipWriter(blob_writer, spec.gzip_level) if spec.compression == "gzip" else None
         tar_writer = _HashingFile(gz if gz is not None else blob_writer)  # hashes the uncompressed tar
-        with tarfile.open(fileobj=tar_writer, mode="w|", format=tarfile.USTAR_FORMAT, copybufsize=CHUNK) as tf:
+        with tarfile.open(fileobj=tar_writer, mode="w|", format=tarfile.USTAR_FORMAT, bufsize=CHUNK,
+                          copybufsize=CHUNK) as tf:
             dir_info = tarfile.TarInfo(f"layer{index}")
             dir_info.type, dir_info.mode, dir_info.mtime = tarfile.DIRTYPE, 0o755, 0
             tf.addfile(dir_info)
