@@ -92,7 +92,7 @@ std::string_view past_tense(action a) {
     return "";
 }
 
-std::string detail(const file_change& c, const std::filesystem::path& certs_dir) {
+std::string detail(const file_change& c, const std::filesystem::path& certs_dir, bool installing) {
     std::string d;
     const auto dir = certs_dir / c.domain;
     if (c.what == action::create && c.create_dir) {
@@ -102,7 +102,7 @@ std::string detail(const file_change& c, const std::filesystem::path& certs_dir)
     } else if (c.what == action::restore) {
         d = "from " + (dir / std::string(backup_file_name)).string();
     }
-    if (!c.configured && c.what != action::skip) {
+    if (installing && !c.configured && c.what != action::skip) {
         d += std::string(d.empty() ? "" : "; ") + "domain no longer served";
     }
     return d.empty() ? d : " (" + d + ")";
@@ -127,7 +127,7 @@ void print_warnings(const report& r, std::ostream& err) {
 
 int print_plan(const report& r, std::ostream& out, std::ostream& err) {
     for (const auto& c : r.files) {
-        out << "==> " << c.path.string() << ": " << to_string(c.what) << detail(c, r.certs_dir) << " <==\n";
+        out << "==> " << c.path.string() << ": " << to_string(c.what) << detail(c, r.certs_dir, true) << " <==\n";
         if (c.what == action::remove || c.what == action::skip) {
             continue;
         }
@@ -154,7 +154,7 @@ int print_applied(std::string_view verb, const report& r, std::ostream& out, std
             ++failed;
             continue;
         }
-        out << past_tense(c.what) << " " << c.path.string() << detail(c, r.certs_dir) << "\n";
+        out << past_tense(c.what) << " " << c.path.string() << detail(c, r.certs_dir, verb == "install") << "\n";
         switch (c.what) {
             case action::create:
             case action::merge:
