@@ -39,6 +39,11 @@ def find_binary(argv=None):
     raise SystemExit("no proxy binary: pass --proxy PATH or set ACP_PROXY_BIN")
 
 
+def _key(k):
+    k = str(k)
+    return k if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", k) else json.dumps(k)
+
+
 def to_yaml(value, indent=0):
     """A small YAML emitter for dicts/lists/scalars (strings JSON-quoted, which is valid YAML)."""
     pad = "  " * indent
@@ -48,9 +53,9 @@ def to_yaml(value, indent=0):
         lines = []
         for k, v in value.items():
             if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{json.dumps(str(k))}:\n{to_yaml(v, indent + 1)}")
+                lines.append(f"{pad}{_key(k)}:\n{to_yaml(v, indent + 1)}")
             else:
-                lines.append(f"{pad}{json.dumps(str(k))}: {to_yaml(v, 0)}")
+                lines.append(f"{pad}{_key(k)}: {to_yaml(v, 0)}")
         return "\n".join(lines)
     if isinstance(value, list):
         if not value:
