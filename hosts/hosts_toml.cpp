@@ -422,6 +422,15 @@ rendered render(std::string_view domain, std::string_view proxy, std::optional<s
         r.reason = "its `host` key is not a table, so no [host] entry can be added";
         return r;
     }
+    if (const auto* h = user.get_as<toml::table>("host")) {
+        for (const auto& [k, n] : *h) {
+            if (!n.is_table()) {
+                r.status = render_status::cannot_merge;
+                r.reason = "host." + toml_writer::key(k.str()) + " is not a table (containerd cannot read this file)";
+                return r;
+            }
+        }
+    }
     const auto nl = line_ending_of(existing.value_or(""));
 
     // 1. The user's text as written, our block spliced in.

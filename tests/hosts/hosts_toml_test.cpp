@@ -277,6 +277,7 @@ TEST_CASE("render: files that are left untouched", "[hosts][render]") {
         {"duplicate key", "a = 1\na = 2\n", render_status::unparsable, 2, 5},
         {"unterminated string", "server = \"https://x\n", render_status::unparsable, 1, 20},
         {"host is not a table", "host = \"https://m\"\n", render_status::cannot_merge, 0, 0},
+        {"a host entry is not a table", "host.ties = [\"pull\"]\n", render_status::cannot_merge, 0, 0},
     };
     for (const auto& r : rows) {
         SECTION(r.name) {
