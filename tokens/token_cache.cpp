@@ -85,9 +85,10 @@ void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context&
 
 }  // namespace
 
-token_cache::token_cache(asio::any_io_executor executor, options opts, clock_fn clock)
-    : executor_(std::move(executor)),
-      opts_(opts),
+token_cache::token_cache() : token_cache(options{}) {}
+
+token_cache::token_cache(options opts, clock_fn clock)
+    : opts_(opts),
       clock_(clock ? std::move(clock) : clock_fn([] { return std::chrono::steady_clock::now(); })),
       stats_(std::make_shared<stats>()) {}
 
@@ -95,13 +96,13 @@ token_cache::~token_cache() { shutdown(); }
 
 token_cache::time_point token_cache::now() const { return clock_(); }
 
-void token_cache::start_fetch(const std::shared_ptr<entry>& e, fetch_fn fetch) {
+void token_cache::start_fetch(const asio::any_io_executor& ex, const std::shared_ptr<entry>& e, fetch_fn fetch) {
     e->fetching = true;
-    e->wake = std::make_shared<asio::steady_timer>(executor_, time_point::max());
+    e->wake = std::make_shared<asio::steady_timer>(ex, time_point::max());
     e->cancel = std::make_shared<asio::cancellation_signal>();
     ++stats_->fetches;
     // Tracked through e->cancel: shutdown() emits on every fetch in flight.
-    asio::co_spawn(executor_, run_fetch(e, std::move(fetch), fetch_context{clock_, opts_}, stats_),
+    asio::co_spawn(ex, run_fetch(e, std::move(fetch), fetch_context{clock_, opts_}, stats_),
                    asio::bind_cancellation_slot(e->cancel->slot(), asio::detached));
 }
 
@@ -120,6 +121,7 @@ void token_cache::evict_if_full() {
 }
 
 asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) {
+    const auto ex = co_await asio::this_coro::executor;
     while (true) {
         if (stopped_) {
             co_return token_failure{token_failure::kind::shutting_down, "proxy is shutting down"};
@@ -135,7 +137,7 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
             ++stats_->hits;
             if (t >= e->refresh_at && !e->fetching) {
                 ++stats_->background_refreshes;
-                start_fetch(e, fetch);
+                start_fetch(ex, e, fetch);
             }
             co_return *e->token;
         }
@@ -143,18 +145,21 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
             co_return *e->failure;
         }
         ++stats_->misses;
-        if (!e->fetching) {
-            start_fetch(e, fetch);
-        }
         const auto generation = e->generation;
-        const auto wake = e->wake;
-        co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
-        const auto cs = co_await asio::this_coro::cancellation_state;
-        if (cs.cancelled() != asio::cancellation_type::none) {
-            co_return token_failure{token_failure::kind::cancelled, "request cancelled while waiting for a token"};
+        if (!e->fetching) {
+            // co_spawn dispatches: a fetch that never suspends has completed on return.
+            start_fetch(ex, e, fetch);
         }
         if (e->generation == generation) {
-            continue;  // woken without an outcome (shutdown, eviction): re-check
+            const auto wake = e->wake;
+            co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
+            const auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none) {
+                co_return token_failure{token_failure::kind::cancelled, "request cancelled while waiting for a token"};
+            }
+            if (e->generation == generation) {
+                continue;  // woken without an outcome (shutdown, eviction): re-check
+            }
         }
         if (e->token && now() < e->expires_at) {
             co_return *e->token;

@@ -2,8 +2,8 @@
 // and refresh ahead of expiry.
 //
 // Owns: cached tokens and the fetches in flight. Thread affinity: every call
-// runs on the one executor given at construction (one cache per worker
-// io_context; the default single worker makes it one per node). Completion:
+// runs on one single-threaded executor (the data-path io_context; fetches are
+// spawned on the executor of the coroutine that misses). Completion:
 // `get()` completes when a cached token is found or the one fetch for its key
 // finishes; if the awaiting coroutine is cancelled (its client went away) only
 // its wait ends -- the fetch goes on for the other waiters and the cache.
@@ -13,8 +13,8 @@
 #include "config/config.hpp"
 #include "tokens/registry_token.hpp"
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -65,7 +65,8 @@ public:
         std::size_t max_entries = 4096;
     };
 
-    token_cache(boost::asio::any_io_executor executor, options opts, clock_fn clock = {});
+    token_cache();
+    explicit token_cache(options opts, clock_fn clock = {});
     ~token_cache();
     token_cache(const token_cache&) = delete;
     token_cache& operator=(const token_cache&) = delete;
@@ -91,10 +92,9 @@ private:
     using time_point = std::chrono::steady_clock::time_point;
 
     [[nodiscard]] time_point now() const;
-    void start_fetch(const std::shared_ptr<entry>& e, fetch_fn fetch);
+    void start_fetch(const boost::asio::any_io_executor& ex, const std::shared_ptr<entry>& e, fetch_fn fetch);
     void evict_if_full();
 
-    boost::asio::any_io_executor executor_;
     options opts_;
     clock_fn clock_;
     std::map<std::string, std::shared_ptr<entry>> entries_;

@@ -64,7 +64,7 @@ void spawn(asio::io_context& io, F f) {
 
 TEST_CASE("cold scope: 500 concurrent gets make one token fetch", "[tokens][cache]") {
     asio::io_context io;
-    token_cache cache(io.get_executor(), {});
+    token_cache cache;
     counting_fetcher f;
     std::vector<std::string> got;
     for (int i = 0; i < 500; ++i) {
@@ -79,7 +79,7 @@ TEST_CASE("cold scope: 500 concurrent gets make one token fetch", "[tokens][cach
 
 TEST_CASE("different keys fetch separately; a warm key is served without a fetch", "[tokens][cache]") {
     asio::io_context io;
-    token_cache cache(io.get_executor(), {});
+    token_cache cache;
     counting_fetcher f;
     std::vector<std::string> got;
     spawn(io, [&]() -> asio::awaitable<void> {
@@ -99,7 +99,7 @@ TEST_CASE("expired tokens are fetched again; near expiry refreshes in the backgr
     token_cache::options opts;
     opts.safety_margin = 5s;
     opts.refresh_fraction = 0.25;
-    token_cache cache(io.get_executor(), opts, clock.fn());
+    token_cache cache(opts, clock.fn());
     counting_fetcher f;
     f.lifetime = 105s;  // usable 100 s; refresh from 75 s on
     auto get = [&](std::chrono::seconds advance) {
@@ -125,7 +125,7 @@ TEST_CASE("a failed fetch reaches every waiter and is remembered briefly", "[tok
     fake_clock clock;
     token_cache::options opts;
     opts.negative_ttl = 1000ms;
-    token_cache cache(io.get_executor(), opts, clock.fn());
+    token_cache cache(opts, clock.fn());
     counting_fetcher f;
     f.fail = token_failure{token_failure::kind::realm_timeout, "realm auth.example timed out"};
     std::vector<std::string> got;
@@ -152,7 +152,7 @@ TEST_CASE("a failed fetch reaches every waiter and is remembered briefly", "[tok
 
 TEST_CASE("a cancelled waiter leaves; the fetch still serves the others", "[tokens][cache]") {
     asio::io_context io;
-    token_cache cache(io.get_executor(), {});
+    token_cache cache;
     counting_fetcher f;
     f.latency = 50ms;
     asio::cancellation_signal cancel_first;
@@ -178,7 +178,7 @@ TEST_CASE("a cancelled waiter leaves; the fetch still serves the others", "[toke
 
 TEST_CASE("shutdown wakes waiters and refuses new gets", "[tokens][cache]") {
     asio::io_context io;
-    token_cache cache(io.get_executor(), {});
+    token_cache cache;
     counting_fetcher f;
     f.latency = 10s;  // would outlive the test; shutdown must end it
     std::vector<token_failure::kind> kinds;
@@ -198,7 +198,7 @@ TEST_CASE("shutdown wakes waiters and refuses new gets", "[tokens][cache]") {
 
 TEST_CASE("invalidate drops a token the registry refused, but not a newer one", "[tokens][cache]") {
     asio::io_context io;
-    token_cache cache(io.get_executor(), {});
+    token_cache cache;
     counting_fetcher f;
     std::vector<std::string> got;
     spawn(io, [&]() -> asio::awaitable<void> {
@@ -210,4 +210,26 @@ TEST_CASE("invalidate drops a token the registry refused, but not a newer one", 
     });
     io.run();
     CHECK(got == std::vector<std::string>{"token-1", "token-2", "token-2"});
+}
+
+TEST_CASE("a fetch that completes without suspending is handled (co_spawn dispatches inline)", "[tokens][cache]") {
+    asio::io_context io;
+    token_cache cache;
+    int calls = 0;
+    fetch_fn immediate = [&]() -> asio::awaitable<fetch_result> {
+        ++calls;
+        co_return registry_token{acp::config::secret("instant"), std::chrono::seconds(300)};
+    };
+    fetch_fn failing = [&]() -> asio::awaitable<fetch_result> {
+        ++calls;
+        co_return token_failure{token_failure::kind::credentials_unavailable, "none yet"};
+    };
+    std::vector<std::string> got;
+    spawn(io, [&]() -> asio::awaitable<void> {
+        got.push_back(value_of(co_await cache.get("a", immediate)));
+        got.push_back(value_of(co_await cache.get("b", failing)));
+    });
+    io.run();
+    CHECK(got == std::vector<std::string>{"instant", "failure:none yet"});
+    CHECK(calls == 2);
 }
