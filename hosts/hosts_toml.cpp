@@ -75,7 +75,7 @@ std::string managed_block(std::string_view domain, std::string_view proxy, bool 
     }
     b += "[host." + toml_writer::quote(proxy) + "]";
     b += nl;
-    b += "  capabilities = [\"pull\", \"resolve\"]";
+    b += R"(  capabilities = ["pull", "resolve"])";
     b += nl;
     if (opts.dial_timeout) {
         b += "  dial_timeout = " + toml_writer::quote(*opts.dial_timeout);
@@ -452,7 +452,7 @@ rendered render(std::string_view domain, std::string_view proxy, std::optional<s
             r.content = std::move(kept.content);
             r.user_text = std::move(kept.user_text);
             r.normalized = true;
-            r.notes.push_back(
+            r.notes.emplace_back(
                 "its own entries were rewritten as standard [host.\"…\"] tables so the proxy can come first "
                 "(comments and layout outside the managed block are not kept)");
             if (lists_proxy) {

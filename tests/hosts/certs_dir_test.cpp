@@ -383,3 +383,34 @@ TEST_CASE("config_domains: instances' domains then registries, without duplicate
     CHECK(acp::hosts::config_domains(cfg) ==
           std::vector<std::string>{domain_a, "demo-registry-vpc.cn-hangzhou.cr.aliyuncs.com", domain_b});
 }
+
+TEST_CASE("a re-rendered user file (inline hosts) is still restored byte for byte", "[hosts][certs_dir]") {
+    temp_dir t;
+    const auto file = t.path / domain_b / "hosts.toml";
+    const std::string inline_hosts =
+        "# hosts as one inline table\nhost = { \"https://b.example.com\" = { capabilities = [\"pull\"] } }\n";
+    write_text(file, inline_hosts);
+    const auto r = acp::hosts::install(t.path, {domain_b}, listen);
+    REQUIRE(r.ok());
+    CHECK(actions(r) == std::vector<action>{action::merge});
+    REQUIRE(r.files[0].notes.size() == 1);
+    CHECK(r.files[0].notes[0].find("rewritten as standard [host.") != std::string::npos);
+    CHECK(read_text(file).find("[host.\"https://b.example.com\"]") != std::string::npos);
+    CHECK(actions(acp::hosts::install(t.path, {domain_b}, listen)) == std::vector<action>{action::unchanged});
+
+    const auto rm = acp::hosts::remove(t.path);
+    CHECK(actions(rm) == std::vector<action>{action::restore});
+    CHECK(read_text(file) == inline_hosts);
+}
+
+TEST_CASE("remove keeps a directory it created once someone else put files in it", "[hosts][certs_dir]") {
+    temp_dir t;
+    REQUIRE(acp::hosts::install(t.path, {domain_a}, listen).ok());
+    write_text(t.path / domain_a / "ca.crt", "added later");
+    const auto rm = acp::hosts::remove(t.path);
+    REQUIRE(rm.ok());
+    CHECK(actions(rm) == std::vector<action>{action::remove});
+    REQUIRE(rm.files[0].notes.size() == 1);
+    CHECK(rm.files[0].notes[0] == (t.path / domain_a).string() + ": kept: Directory not empty");
+    CHECK(listing(t.path / domain_a) == std::vector<std::string>{"ca.crt"});
+}
