@@ -228,13 +228,13 @@ std::optional<duration> check_duration(std::string_view text, const where& at, c
         d = parse_duration(t);
     }
     if (!d) {
-        diags.error(at, quote(text) + " is not a duration; expected Go syntax such as \"15m\", \"1h30m\" or \"90s\"" +
+        diags.error(at, quote(t) + " is not a duration; expected Go syntax such as \"15m\", \"1h30m\" or \"90s\"" +
                             std::string(rule.bare_number_is_seconds ? " (or a whole number of seconds)" : "") +
                             ", in whole milliseconds");
         return std::nullopt;
     }
     if (!in_range(*d, rule)) {
-        diags.error(at, quote(text) + " is out of range; expected " + describe_range(rule));
+        diags.error(at, quote(t) + " is out of range; expected " + describe_range(rule));
         return std::nullopt;
     }
     return d;

@@ -106,7 +106,7 @@ std::optional<std::string> read_host(const node_ref& n, load_context& ctx) {
 }
 
 std::optional<std::string> read_endpoint(const node_ref& n, bool region_template, load_context& ctx) {
-    const auto text = read_string(n, ctx.diags);
+    auto text = read_string(n, ctx.diags);
     if (!text) {
         return std::nullopt;
     }
@@ -165,7 +165,7 @@ std::optional<std::vector<std::string>> read_realm_hosts(const node_ref& n, load
 }
 
 std::optional<std::string> read_arn(const node_ref& n, std::string_view resource, load_context& ctx) {
-    const auto text = read_string(n, ctx.diags);
+    auto text = read_string(n, ctx.diags);
     if (!text || text->empty()) {
         return text;
     }
@@ -705,6 +705,13 @@ void read_yaml_into(config& cfg, std::string_view text, const std::string& sourc
     if (!root->IsMap() && !root->IsNull()) {
         ctx.diags.error(top.at(),
                         "expected a mapping of configuration keys (listen, acrInstances, ...), got " + kind_of(*root));
+        return;
+    }
+    if (const auto kind = (*root)["kind"]; kind && kind.IsScalar() && kind.Scalar() == "ConfigMap") {
+        ctx.diags.error(top.child("kind", kind).at(),
+                        "\"ConfigMap\": this is a Kubernetes ConfigMap manifest; "
+                        "expected our own format here (pass a ConfigMap with "
+                        "--acr-configuration)");
         return;
     }
     const auto m = members(top, top_keys, ctx.diags);

@@ -334,6 +334,7 @@ const bad_input bad_inputs[] = {
     {"YAML syntax error", "listen: 127.0.0.1:5005\nlog: {level: info\n", "", "not valid YAML"},
     {"duplicate key", "listen: 127.0.0.1:5005\nlisten: 127.0.0.1:6005", "listen", "\"listen\"", 2},
     {"top level is a list", "- listen: 127.0.0.1:5005", "", "a list"},
+    {"a ConfigMap given as --config", "apiVersion: v1\nkind: ConfigMap\ndata: {}", "kind", "\"ConfigMap\"", 2},
 };
 
 }  // namespace
