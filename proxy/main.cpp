@@ -3,6 +3,7 @@
 #include "acp_version.hpp"
 #include "config/loader.hpp"
 #include "config/logging.hpp"
+#include "hosts/command.hpp"
 #include "proxy/serve.hpp"
 
 #include <cstdio>
@@ -22,6 +23,9 @@ constexpr std::string_view usage_text = R"(acr-credential-proxy — node-local r
 Usage:
   acr-credential-proxy serve        (--config FILE | --acr-configuration DIR) [options]
   acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
+  acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
+                             [--dial-timeout DURATION]
+  acr-credential-proxy hosts remove [--certs-dir DIR]
   acr-credential-proxy version
   acr-credential-proxy --help
 
@@ -33,6 +37,10 @@ Commands:
                  in-flight transfers (timeouts.shutdownGrace), then exits 0.
   check-config   Load and validate the configuration, print it normalized with
                  secrets redacted, and exit 0; or print every error and exit 2.
+  hosts          Point containerd at the proxy: write, show or undo
+                 <certs-dir>/<domain>/hosts.toml for every configured registry domain,
+                 merging with (never wiping) files that are already there.
+                 See 'acr-credential-proxy hosts --help'.
   version        Print the version.
 
 Configuration sources (at least one; with both, the file is the base and the
@@ -52,6 +60,7 @@ Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
 
 struct cli_args {
     std::string command;
+    std::vector<std::string> rest;  // `hosts`: the words after it that main does not consume
     acp::config::load_options load;
     std::optional<std::string> listen;
     std::optional<std::string> admin_listen;
@@ -81,6 +90,10 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
         auto is_flag = [&](std::string_view flag) {
             return arg == flag || (arg.size() > flag.size() && arg.substr(0, flag.size() + 1) == std::string(flag) + "=");
         };
+        if (out.command == "hosts" && (arg == "-h" || arg == "--help")) {
+            out.rest.emplace_back(arg);
+            continue;
+        }
         if (arg == "-h" || arg == "--help" || arg == "help") {
             std::fwrite(usage_text.data(), 1, usage_text.size(), stdout);
             return 0;
@@ -101,6 +114,10 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             } else {
                 out.admin_listen = *v;
             }
+            continue;
+        }
+        if (out.command == "hosts") {
+            out.rest.emplace_back(arg);  // install|print|remove and their own options
             continue;
         }
         if (!arg.empty() && arg[0] == '-') {
@@ -144,8 +161,14 @@ int run(const cli_args& args) {
         std::printf("acr-credential-proxy %s\n", ACP_VERSION);
         return 0;
     }
-    if (args.command != "serve" && args.command != "check-config") {
+    if (args.command != "serve" && args.command != "check-config" && args.command != "hosts") {
         return usage_error("unknown command '" + args.command + "'");
+    }
+    const bool hosts_without_config = args.command == "hosts" && (args.rest.empty() || args.rest[0] != "install") &&
+                                      (args.rest.empty() || args.rest[0] != "print");
+    if (hosts_without_config && args.load.config_file.empty() && args.load.acr_configuration_dir.empty()) {
+        // `hosts remove` and `hosts --help` need no configuration.
+        return acp::hosts::run_hosts_command(args.rest, acp::config::config{}, std::cout, std::cerr);
     }
     if (args.load.config_file.empty() && args.load.acr_configuration_dir.empty()) {
         return usage_error(args.command + " needs --config FILE or --acr-configuration DIR");
@@ -183,6 +206,9 @@ int run(const cli_args& args) {
     if (args.command == "check-config") {
         std::cout << acp::config::render(*cfg);
         return 0;
+    }
+    if (args.command == "hosts") {
+        return acp::hosts::run_hosts_command(args.rest, *cfg, std::cout, std::cerr);
     }
     return acp::proxy::serve({.initial = cfg,
                               .reload_from = args.load,
