@@ -68,7 +68,7 @@ std::string_view to_string(credential_state s) {
 }
 
 std::string basic_credential::authorization() const {
-    return "Basic " + base64_encode(username + ":" + password.reveal());
+    return "Basic " + to_base64(username + ":" + password.reveal());
 }
 
 time_point compute_refresh_at(time_point issued, time_point expires, wall_clock::duration threshold, double jitter01) {

@@ -148,7 +148,7 @@ api_result<std::string> imds_client::role_name() {
     auto r = get(std::string(credentials_path), "RAM role name");
     if (!r) {
         auto err = r.error();
-        if (err.http_status == 404) {
+        if (err.code == "NotFound") {
             err.message = "no RAM role is attached to this ECS instance";
         }
         return err;
@@ -171,7 +171,7 @@ api_result<cloud_credential> imds_client::role_credentials() {
     }
     auto r = get(std::string(credentials_path) + role.value(), "RAM role credentials");
     if (!r) {
-        if (r.error().http_status == 404 && opts_.role_name.empty()) {
+        if (r.error().code == "NotFound" && opts_.role_name.empty()) {
             discovered_role_.clear();  // the role was swapped: rediscover next time
         }
         return r.error();

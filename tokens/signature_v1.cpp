@@ -17,7 +17,7 @@ std::string v1_string_to_sign(std::string_view method, const string_pairs& param
 
 std::string sign_v1(std::string_view method, const string_pairs& params, std::string_view access_key_secret) {
     const std::string key = std::string(access_key_secret) + "&";
-    return base64_encode(hmac_sha1(key, v1_string_to_sign(method, params)));
+    return to_base64(hmac_sha1(key, v1_string_to_sign(method, params)));
 }
 
 }  // namespace acp::tokens

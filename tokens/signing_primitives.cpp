@@ -127,7 +127,7 @@ std::string hex_lower(std::string_view bytes) {
     return out;
 }
 
-std::string base64_encode(std::string_view bytes) {
+std::string to_base64(std::string_view bytes) {
     std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
     const int n =
         EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes_of(bytes), static_cast<int>(bytes.size()));

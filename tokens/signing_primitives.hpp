@@ -22,7 +22,7 @@ namespace acp::tokens {
 [[nodiscard]] std::optional<std::string> percent_decode(std::string_view in);
 
 [[nodiscard]] std::string hex_lower(std::string_view bytes);
-[[nodiscard]] std::string base64_encode(std::string_view bytes);
+[[nodiscard]] std::string to_base64(std::string_view bytes);
 
 [[nodiscard]] std::string sha256(std::string_view data);  // raw 32 bytes
 [[nodiscard]] std::string sha256_hex(std::string_view data);
