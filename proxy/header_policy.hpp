@@ -1,0 +1,37 @@
+// Which header fields cross the proxy (RFC 9110 §7.6.1): hop-by-hop fields
+// never do, every end-to-end field does, in its original order and with
+// every repeated line kept (containerd sends one `Accept` line per media
+// type; collapsing them changes what a registry answers).
+//
+// Owns: pure functions over beast::http::fields. No thread affinity.
+#pragma once
+
+#include "proxy/net.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace acp::proxy {
+
+/// Lower-cased field names listed in every `Connection` line.
+std::vector<std::string> connection_tokens(const http::fields& f);
+
+/// True for the fixed hop-by-hop names (any case): Connection, Keep-Alive,
+/// Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer,
+/// Transfer-Encoding, Upgrade.
+bool is_hop_by_hop(std::string_view name) noexcept;
+
+/// Removes the hop-by-hop fields and those named in `Connection`, keeping the
+/// order of everything else.
+void strip_hop_by_hop(http::fields& f);
+
+/// Copies the end-to-end fields of a downstream request onto an upstream one,
+/// in order, except `Host` (set per hop by the caller) and the framing fields
+/// (`Content-Length`, `Expect`): GET and HEAD carry no body.
+void copy_request_fields(const http::fields& downstream, http::fields& upstream);
+
+/// All values of one field, in order (e.g. every WWW-Authenticate line).
+std::vector<std::string> field_values(const http::fields& f, http::field name);
+
+}  // namespace acp::proxy

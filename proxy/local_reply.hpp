@@ -1,0 +1,33 @@
+// Writing the replies the proxy makes itself (errors and the /v2/ ping) to a
+// downstream connection.
+//
+// Owns: nothing; coroutines complete on the stream's executor and fail with
+// beast::error::timeout when the client does not read within `timeout`.
+#pragma once
+
+#include "config/config.hpp"
+#include "proxy/error.hpp"
+#include "proxy/net.hpp"
+
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <string_view>
+
+namespace acp::proxy {
+
+struct reply_options {
+    unsigned version = 11;
+    bool keep_alive = true;
+    bool head = false;  // HEAD: the same head, no body
+    std::string_view request_id;
+    config::duration timeout = std::chrono::seconds(60);
+};
+
+/// Writes `r` (a registry error JSON body). Keep-alive is off when r.close.
+net::awaitable<error_code> write_local_reply(beast::tcp_stream& s, const local_reply& r, const reply_options& o);
+
+/// `200 {}` for GET/HEAD /v2/ (never a 401: containerd would hand a pod's
+/// pull secret to whoever challenges).
+net::awaitable<error_code> write_ping(beast::tcp_stream& s, const reply_options& o);
+
+}  // namespace acp::proxy
