@@ -1,0 +1,343 @@
+#include "proxy/forward.hpp"
+
+#include "config/logging.hpp"
+#include "proxy/header_policy.hpp"
+#include "proxy/local_reply.hpp"
+#include "proxy/redirect_policy.hpp"
+
+#include <boost/beast/http/write.hpp>
+
+#include <optional>
+
+namespace acp::proxy {
+namespace {
+
+using response_parser = http::response_parser<http::buffer_body>;
+using clock = std::chrono::steady_clock;
+
+constexpr std::size_t upstream_header_limit = 64 * 1024;
+constexpr std::size_t max_discarded_body = 64 * 1024;
+
+bool is_stale_connection_error(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+           ec == net::error::broken_pipe || ec == http::error::partial_message;
+}
+
+// One request/response-head exchange on a pooled or new connection. A reused
+// connection the peer closed meanwhile is retried once on a fresh one: GET and
+// HEAD are idempotent.
+net::awaitable<std::optional<failure>> exchange(const upstream_endpoint& ep, http::request<http::empty_body>& req,
+                                                bool head, std::optional<response_parser>& parser,
+                                                std::unique_ptr<upstream_connection>& conn, server_state& st,
+                                                const config::timeout_config& t, upstream_connection*& active) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        conn = attempt == 0 ? st.pool.take(ep.pool_key) : nullptr;
+        const bool reused = conn != nullptr;
+        if (!conn) {
+            auto made = co_await connect_upstream(ep, t.upstream_connect);
+            if (!made) {
+                if (made.error().code == errc::upstream_tls) {
+                    st.stats.on_upstream_tls_error(ep.origin.authority());
+                } else {
+                    st.stats.on_upstream_connect_error(ep.origin.authority());
+                }
+                co_return made.error();
+            }
+            conn = std::move(*made);
+            conn->generation = st.pool.generation();
+        }
+        st.stats.on_upstream_connection(reused);
+        active = conn.get();
+        parser.emplace();
+        parser->header_limit(upstream_header_limit);
+        parser->body_limit(boost::none);
+        parser->skip(head);
+
+        conn->expires_after(t.upstream_headers);
+        auto [ec, written] = co_await conn->write(req);
+        if (!ec) {
+            auto [rec, read] = co_await conn->read_header(*parser);
+            ec = rec;
+        }
+        if (!ec) {
+            co_return std::nullopt;
+        }
+        conn->close();
+        active = nullptr;
+        if (reused && !parser->got_some() && is_stale_connection_error(ec)) {
+            continue;
+        }
+        const auto code = classify_upstream(ec);
+        co_return failure{code, "upstream " + ep.origin.authority() + ": " + ec.message()};
+    }
+    co_return failure{errc::upstream_unreachable, "upstream " + ep.origin.authority() + " closed the connection"};
+}
+
+// Reads and drops a small response body (401, redirects) so the connection
+// can be reused; returns it to the pool or closes it.
+net::awaitable<void> discard_response(std::optional<response_parser>& parser,
+                                      std::unique_ptr<upstream_connection>& conn, server_state& st,
+                                      const config::timeout_config& t, upstream_connection*& active) {
+    bool reusable = parser->keep_alive();
+    if (reusable && !parser->is_done()) {
+        const auto len = parser->content_length();
+        reusable = len && *len <= max_discarded_body;
+        char scratch[8192];
+        while (reusable && !parser->is_done()) {
+            parser->get().body().data = scratch;
+            parser->get().body().size = sizeof scratch;
+            conn->expires_after(t.upstream_idle);
+            auto [ec, n] = co_await conn->read(*parser);
+            if (ec && ec != http::error::need_buffer) {
+                reusable = false;
+            }
+        }
+    }
+    active = nullptr;
+    if (reusable) {
+        st.pool.put(std::move(conn));
+    } else {
+        conn->close();
+        conn.reset();
+    }
+}
+
+net::awaitable<bool> reply_failure(forward_args& a, const failure& f, std::string_view credentials) {
+    a.rc.error = f.detail;
+    const auto reply = to_local_reply(make_error_code(f.code), {a.route.host, a.path.name, credentials, f.detail});
+    a.rc.status = static_cast<unsigned>(reply.status);
+    a.rc.to_headers = clock::now() - a.rc.start;
+    const auto ec =
+        co_await write_local_reply(a.downstream, reply,
+                                   {a.request.version(), a.keep_alive, a.request.method() == http::verb::head, a.rc.id,
+                                    a.snap.cfg->timeouts.idle});
+    co_return !ec && a.keep_alive && !reply.close;
+}
+
+// Streams the response head at once, then the body through one fixed buffer:
+// each read waits for the previous write, so a slow client slows the upstream
+// read (TCP backpressure) instead of growing memory.
+net::awaitable<bool> relay_response(forward_args& a, std::optional<response_parser>& parser,
+                                    std::unique_ptr<upstream_connection>& conn) {
+    const auto& t = a.snap.cfg->timeouts;
+    auto& res = parser->get();
+    const bool head = a.request.method() == http::verb::head;
+    const bool upstream_chunked = parser->chunked();
+    const auto content_length = parser->content_length();
+    const bool upstream_keep_alive = parser->keep_alive();
+    const bool header_only = head || parser->is_done();
+
+    strip_hop_by_hop(res);
+    res.version(a.request.version());
+    bool keep_alive = a.keep_alive;
+    if (!header_only && (upstream_chunked || !content_length)) {
+        if (a.request.version() >= 11) {
+            res.chunked(true);
+        } else {
+            keep_alive = false;  // HTTP/1.0 client: the end of the body is the end of the connection
+        }
+    }
+    res.keep_alive(keep_alive);
+
+    http::response_serializer<http::buffer_body> sr{res};
+    a.downstream.expires_after(t.idle);
+    auto [hec, hn] = co_await http::async_write_header(a.downstream, sr, use_nothrow);
+    a.rc.status = res.result_int();
+    a.rc.to_headers = clock::now() - a.rc.start;
+    if (hec) {
+        a.rc.error = "downstream write: " + hec.message();
+        conn->close();
+        a.active_upstream = nullptr;
+        co_return false;
+    }
+
+    bool ok = true;
+    if (!header_only) {
+        auto buf = std::make_unique<char[]>(relay_buffer_size);
+        while (ok && !parser->is_done()) {
+            res.body().data = buf.get();
+            res.body().size = relay_buffer_size;
+            conn->expires_after(t.upstream_idle);
+            auto [rec, rn] = co_await conn->read(*parser);
+            if (rec && rec != http::error::need_buffer) {
+                a.rc.error = "upstream body: " + rec.message();
+                ok = false;
+                break;
+            }
+            const auto n = relay_buffer_size - res.body().size;
+            if (n == 0 && !parser->is_done()) {
+                continue;
+            }
+            res.body().data = buf.get();
+            res.body().size = n;
+            res.body().more = !parser->is_done();
+            a.downstream.expires_after(t.idle);
+            auto [wec, wn] = co_await http::async_write(a.downstream, sr, use_nothrow);
+            if (wec && wec != http::error::need_buffer) {
+                a.rc.error = "downstream write: " + wec.message();
+                ok = false;
+                break;
+            }
+            a.rc.bytes += n;
+            a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
+        }
+        if (ok && !sr.is_done()) {
+            res.body().data = nullptr;
+            res.body().size = 0;
+            res.body().more = false;
+            a.downstream.expires_after(t.idle);
+            auto [wec, wn] = co_await http::async_write(a.downstream, sr, use_nothrow);
+            if (wec && wec != http::error::need_buffer) {
+                a.rc.error = "downstream write: " + wec.message();
+                ok = false;
+            }
+        }
+    }
+    a.active_upstream = nullptr;
+    if (ok && upstream_keep_alive && parser->is_done()) {
+        a.state.pool.put(std::move(conn));
+    } else {
+        conn->close();
+    }
+    co_return ok&& keep_alive;
+}
+
+std::string credentials_label(bool client_auth, bool dropped, const tokens::authorization& injected,
+                              const tokens::auth_provider* provider) {
+    if (client_auth && !dropped) {
+        return "client";
+    }
+    if (dropped) {
+        return "none after a cross-origin redirect";
+    }
+    return injected && provider ? std::string(provider->name()) : std::string("anonymous");
+}
+
+}  // namespace
+
+net::awaitable<bool> forward_request(forward_args a) {
+    auto& st = a.state;
+    const auto& t = a.snap.cfg->timeouts;
+    const bool head = a.request.method() == http::verb::head;
+    const auto* route_ep = a.snap.endpoint_for(a.route);
+    if (route_ep == nullptr) {
+        co_return co_await reply_failure(a, {errc::upstream_unreachable, "no endpoint for the route"}, "");
+    }
+
+    // The auth hook: a client's own Authorization passes untouched; otherwise
+    // the route's provider decides what to inject.
+    const tokens::auth_request areq{a.route.host, a.path.name, a.path.kind};
+    const bool client_auth = a.request.count(http::field::authorization) != 0;
+    std::shared_ptr<tokens::auth_provider> provider;
+    tokens::authorization injected;
+    if (client_auth) {
+        a.rc.auth = "client";
+    } else {
+        provider = a.snap.auth.for_route(a.route);
+        auto got = co_await provider->authorize(areq);
+        if (!got) {
+            co_return co_await reply_failure(a, {errc::credentials_unavailable, got.error().message()},
+                                             provider->name());
+        }
+        injected = std::move(*got);
+        a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
+    }
+
+    http::request<http::empty_body> up;
+    up.method(head ? http::verb::head : http::verb::get);
+    up.version(11);
+    copy_request_fields(a.request, up);
+
+    upstream_endpoint ep = *route_ep;
+    http_url url = ep.origin;
+    url.target = ep.path_prefix + a.path.upstream_target();
+    bool auth_dropped = false;
+    bool auth_retried = false;
+    int hops = 0;
+    std::optional<response_parser> parser;
+    std::unique_ptr<upstream_connection> conn;
+    const auto started = clock::now();
+
+    for (;;) {
+        up.set(http::field::host, url.authority());
+        up.target(url.target);
+        if (auth_dropped) {
+            up.erase(http::field::authorization);
+        } else if (injected) {
+            up.set(http::field::authorization, injected->reveal());
+        }
+        if (auto f = co_await exchange(ep, up, head, parser, conn, st, t, a.active_upstream)) {
+            co_return co_await reply_failure(a, *f,
+                                             credentials_label(client_auth, auth_dropped, injected, provider.get()));
+        }
+        const unsigned status = parser->get().result_int();
+
+        if (status == 401) {
+            tokens::auth_challenge challenge{401, field_values(parser->get(), http::field::www_authenticate),
+                                             injected.value_or(config::secret{})};
+            co_await discard_response(parser, conn, st, t, a.active_upstream);
+            if (provider && !auth_retried && !auth_dropped) {
+                auth_retried = true;
+                auto retry = co_await provider->on_unauthorized(areq, challenge);
+                if (!retry) {
+                    co_return co_await reply_failure(a, {errc::credentials_unavailable, retry.error().message()},
+                                                     provider->name());
+                }
+                if (*retry) {
+                    auto again = co_await provider->authorize(areq);
+                    if (!again) {
+                        co_return co_await reply_failure(a, {errc::credentials_unavailable, again.error().message()},
+                                                         provider->name());
+                    }
+                    injected = std::move(*again);
+                    a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
+                    continue;
+                }
+            }
+            a.rc.upstream_time = clock::now() - started;
+            co_return co_await reply_failure(a, {errc::upstream_denied, "upstream answered 401"},
+                                             credentials_label(client_auth, auth_dropped, injected, provider.get()));
+        }
+
+        if (is_redirect_status(status)) {
+            const auto location = std::string(parser->get()[http::field::location]);
+            if (a.snap.cfg->follow_redirects && !location.empty()) {
+                if (++hops > max_redirect_hops) {
+                    conn->close();
+                    a.active_upstream = nullptr;
+                    co_return co_await reply_failure(a, {errc::redirect_invalid, "more than 5 redirects"}, "");
+                }
+                auto next = resolve_location(url, location);
+                co_await discard_response(parser, conn, st, t, a.active_upstream);
+                if (!next) {
+                    co_return co_await reply_failure(a, {errc::redirect_invalid, "Location is not an http(s) URL"}, "");
+                }
+                if (!same_origin(*next, url)) {
+                    auth_dropped = true;  // and never re-added, even if a later hop comes back
+                }
+                if (same_origin(*next, route_ep->origin)) {
+                    ep = *route_ep;
+                } else {
+                    ep = make_endpoint(*next, "", a.snap.default_tls, true);
+                    if (next->scheme == "https" && !ep.tls) {
+                        co_return co_await reply_failure(a, {errc::redirect_invalid, "no TLS context"}, "");
+                    }
+                }
+                url = *next;
+                a.rc.redirects = hops;
+                continue;
+            }
+            if (!a.snap.cfg->follow_redirects && !location.empty()) {
+                // Passed through: a relative Location must name the upstream, not us.
+                if (auto abs = resolve_location(url, location); abs && location.find("://") == std::string::npos) {
+                    parser->get().set(http::field::location, abs->str());
+                }
+            }
+        }
+        break;
+    }
+    a.rc.upstream_time = clock::now() - started;
+    co_return co_await relay_response(a, parser, conn);
+}
+
+}  // namespace acp::proxy

@@ -1,0 +1,20 @@
+#include "proxy/server_state.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace acp::proxy {
+
+server_state::server_state(std::shared_ptr<const snapshot> initial) : snapshots(std::move(initial)) {
+    std::random_device rd;
+    id_prefix_ = fmt::format("{:08x}", rd());
+    const auto cfg = snapshots.load()->cfg;
+    pool.set_max_idle_per_origin(cfg->limits.max_idle_upstream_per_host);
+}
+
+std::string server_state::next_request_id() {
+    return fmt::format("{}-{:x}", id_prefix_, ++counter_);
+}
+
+}  // namespace acp::proxy

@@ -1,0 +1,40 @@
+// State shared by the listeners and sessions of one io_context: the current
+// snapshot, the upstream pool, metrics, the task groups and lifecycle flags.
+//
+// Owns: the objects above. Thread affinity: the io_context thread, except
+// `snapshots`, which may be loaded from anywhere. Sessions hold it by
+// shared_ptr; the server outlives them by waiting for the task groups.
+#pragma once
+
+#include "proxy/metrics.hpp"
+#include "proxy/snapshot.hpp"
+#include "proxy/task_group.hpp"
+#include "proxy/upstream_pool.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace acp::proxy {
+
+struct server_state {
+    explicit server_state(std::shared_ptr<const snapshot> initial);
+
+    snapshot_holder snapshots;
+    upstream_pool pool;
+    metrics stats;
+    task_group sessions{"downstream"};
+    task_group admin_sessions{"admin"};
+    task_group rejects{"reject"};
+    bool listening = false;  // the data listener is accepting
+    bool draining = false;   // SIGTERM received: no new requests on kept-alive connections
+
+    /// A request id unique within this process run: a random prefix and a counter.
+    std::string next_request_id();
+
+private:
+    std::string id_prefix_;
+    std::uint64_t counter_ = 0;
+};
+
+}  // namespace acp::proxy

@@ -1,0 +1,98 @@
+#include "proxy/snapshot.hpp"
+
+#include <fmt/format.h>
+#include <openssl/ssl.h>
+
+#include <map>
+#include <stdexcept>
+
+namespace acp::proxy {
+
+std::shared_ptr<net::ssl::context> make_client_tls_context(const std::string& ca_file, bool insecure) {
+    auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+    if (SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION) != 1) {
+        throw std::runtime_error("cannot require TLS 1.2");
+    }
+    ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_compression);
+    if (insecure) {
+        ctx->set_verify_mode(net::ssl::verify_none);
+        return ctx;
+    }
+    ctx->set_verify_mode(net::ssl::verify_peer);
+    error_code ec;
+    if (ca_file.empty()) {
+        ctx->set_default_verify_paths(ec);
+        if (ec) {
+            throw std::runtime_error("cannot load the system CA bundle: " + ec.message());
+        }
+    } else {
+        ctx->load_verify_file(ca_file, ec);
+        if (ec) {
+            throw std::runtime_error("cannot load caFile '" + ca_file + "': " + ec.message());
+        }
+    }
+    return ctx;
+}
+
+upstream_endpoint make_endpoint(const http_url& url, std::string path_prefix, std::shared_ptr<net::ssl::context> tls,
+                                bool verify_peer) {
+    upstream_endpoint ep;
+    ep.origin = url;
+    ep.origin.target = "/";
+    ep.path_prefix = std::move(path_prefix);
+    if (url.scheme == "https") {
+        ep.tls = std::move(tls);
+        ep.verify_peer = verify_peer;
+    }
+    ep.pool_key = fmt::format("{}://{}#{}", url.scheme, url.authority(), static_cast<const void*>(ep.tls.get()));
+    return ep;
+}
+
+const upstream_endpoint* snapshot::endpoint_for(const routing::route& r) const {
+    auto it = endpoints.find(r.host);
+    return it == endpoints.end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::config> cfg,
+                                               const tokens::auth_environment& env) {
+    auto s = std::make_shared<snapshot>();
+    s->cfg = cfg;
+    s->routes = routing::route_table(cfg);
+    s->auth = tokens::auth_providers(s->routes, env);
+    s->warnings = s->auth.warnings();
+
+    // One context per (caFile, insecure): loading a bundle is not free.
+    std::map<std::pair<std::string, bool>, std::shared_ptr<net::ssl::context>> contexts;
+    auto context_for = [&contexts](const std::string& ca_file, bool insecure) {
+        auto& slot = contexts[{insecure ? std::string() : ca_file, insecure}];
+        if (!slot) {
+            slot = make_client_tls_context(ca_file, insecure);
+        }
+        return slot;
+    };
+    for (const auto& r : s->routes.routes()) {
+        if (s->endpoints.count(r.host) != 0) {
+            continue;
+        }
+        http_url origin{r.upstream.scheme, r.upstream.host, r.upstream.port, "/"};
+        std::shared_ptr<net::ssl::context> tls;
+        if (origin.scheme == "https") {
+            try {
+                tls = context_for(r.ca_file, r.insecure_skip_verify);
+            } catch (const std::runtime_error& e) {
+                throw std::runtime_error("registry " + r.host + ": " + e.what());
+            }
+        }
+        auto path = r.upstream.path;
+        while (!path.empty() && path.back() == '/') {
+            path.pop_back();
+        }
+        s->endpoints.emplace(r.host, make_endpoint(origin, path, tls, !r.insecure_skip_verify));
+    }
+    if (cfg->follow_redirects) {
+        s->default_tls = context_for("", false);
+    }
+    return s;
+}
+
+}  // namespace acp::proxy

@@ -1,0 +1,198 @@
+#include "proxy/upstream_pool.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <sys/socket.h>
+
+namespace acp::proxy {
+namespace {
+
+std::string describe_tls_error(const error_code& ec, SSL* ssl) {
+    std::string out = ec.message();
+    if (ssl != nullptr) {
+        const long verify = SSL_get_verify_result(ssl);
+        if (verify != X509_V_OK) {
+            out += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+upstream_connection::upstream_connection(plain_stream s, std::string pool_key)
+    : stream_(std::in_place_index<0>, std::move(s)), pool_key_(std::move(pool_key)) {}
+
+upstream_connection::upstream_connection(tls_stream s, std::shared_ptr<net::ssl::context> ctx, std::string pool_key)
+    : tls_ctx_(std::move(ctx)), stream_(std::in_place_index<1>, std::move(s)), pool_key_(std::move(pool_key)) {}
+
+beast::tcp_stream& upstream_connection::tcp() noexcept {
+    if (auto* p = std::get_if<plain_stream>(&stream_)) {
+        return *p;
+    }
+    return std::get<tls_stream>(stream_).next_layer();
+}
+
+net::awaitable<upstream_connection::io_result> upstream_connection::write(http::request<http::empty_body>& req) {
+    return std::visit([&](auto& s) { return http::async_write(s, req, use_nothrow); }, stream_);
+}
+
+net::awaitable<upstream_connection::io_result> upstream_connection::read_header(
+    http::response_parser<http::buffer_body>& p) {
+    return std::visit([&](auto& s) { return http::async_read_header(s, buffer_, p, use_nothrow); }, stream_);
+}
+
+net::awaitable<upstream_connection::io_result> upstream_connection::read(http::response_parser<http::buffer_body>& p) {
+    return std::visit([&](auto& s) { return http::async_read(s, buffer_, p, use_nothrow); }, stream_);
+}
+
+void upstream_connection::expires_after(config::duration d) {
+    tcp().expires_after(d);
+}
+
+void upstream_connection::expires_never() {
+    tcp().expires_never();
+}
+
+void upstream_connection::close() noexcept {
+    error_code ec;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp().close();
+}
+
+bool upstream_connection::looks_alive() noexcept {
+    auto& sock = tcp().socket();
+    if (!sock.is_open() || buffer_.size() != 0) {
+        return false;
+    }
+    char byte = 0;
+    const auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && errno == EAGAIN;  // EWOULDBLOCK == EAGAIN on Linux
+}
+
+net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failure>> connect_upstream(
+    const upstream_endpoint& ep, config::duration timeout) {
+    auto ex = co_await net::this_coro::executor;
+    const auto& host = ep.origin.host;
+    const auto where = ep.origin.authority();
+
+    std::vector<tcp::endpoint> endpoints;
+    error_code ec;
+    const auto literal = net::ip::make_address(host, ec);
+    const bool is_ip = !ec;
+    if (is_ip) {
+        endpoints.emplace_back(literal, ep.origin.port);
+    } else {
+        tcp::resolver resolver(ex);
+        auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(ep.origin.port), use_nothrow);
+        if (rec) {
+            co_return failure{errc::upstream_unreachable, "cannot resolve " + host + ": " + rec.message()};
+        }
+        for (const auto& r : results) {
+            endpoints.push_back(r.endpoint());
+        }
+    }
+
+    beast::tcp_stream stream(ex);
+    stream.expires_after(timeout);
+    auto [cec, connected] = co_await stream.async_connect(endpoints, use_nothrow);
+    if (cec) {
+        const auto code = cec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_unreachable;
+        co_return failure{code, "connect to " + where + ": " + cec.message()};
+    }
+    stream.socket().set_option(tcp::no_delay(true), ec);
+
+    if (!ep.is_tls()) {
+        stream.expires_never();
+        co_return std::make_unique<upstream_connection>(std::move(stream), ep.pool_key);
+    }
+
+    upstream_connection::tls_stream tls(std::move(stream), *ep.tls);
+    SSL* ssl = tls.native_handle();
+    // SSL_set_tlsext_host_name is a macro with a C cast; call what it expands to.
+    if (!is_ip &&
+        SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str())) != 1) {
+        co_return failure{errc::upstream_tls, "cannot set SNI for " + host};
+    }
+    if (ep.verify_peer) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const int set = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                              : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+        if (set != 1) {
+            co_return failure{errc::upstream_tls, "cannot set the expected peer name " + host};
+        }
+    }
+    tls.next_layer().expires_after(timeout);
+    auto [hec] = co_await tls.async_handshake(net::ssl::stream_base::client, use_nothrow);
+    if (hec) {
+        if (hec == beast::error::timeout) {
+            co_return failure{errc::upstream_timeout, "TLS handshake with " + where + " timed out"};
+        }
+        co_return failure{errc::upstream_tls, "TLS handshake with " + where + ": " + describe_tls_error(hec, ssl)};
+    }
+    tls.next_layer().expires_never();
+    co_return std::make_unique<upstream_connection>(std::move(tls), ep.tls, ep.pool_key);
+}
+
+std::unique_ptr<upstream_connection> upstream_pool::take(const std::string& key) {
+    auto it = idle_.find(key);
+    if (it == idle_.end()) {
+        return nullptr;
+    }
+    auto& q = it->second;
+    const auto now = std::chrono::steady_clock::now();
+    while (!q.empty()) {
+        auto c = std::move(q.back());  // most recently used first: likeliest to be alive
+        q.pop_back();
+        if (now - c->idle_since < max_idle_age_ && c->looks_alive()) {
+            c->reused = true;
+            return c;
+        }
+        c->close();
+    }
+    idle_.erase(it);
+    return nullptr;
+}
+
+void upstream_pool::put(std::unique_ptr<upstream_connection> c) {
+    if (!c || c->generation != generation_ || c->buffer().size() != 0) {
+        if (c) {
+            c->close();
+        }
+        return;
+    }
+    auto& q = idle_[c->pool_key()];
+    if (q.size() >= max_idle_per_origin_) {
+        c->close();
+        return;
+    }
+    c->expires_never();
+    c->idle_since = std::chrono::steady_clock::now();
+    q.push_back(std::move(c));
+}
+
+void upstream_pool::clear() {
+    for (auto& [key, q] : idle_) {
+        for (auto& c : q) {
+            c->close();
+        }
+    }
+    idle_.clear();
+    ++generation_;
+}
+
+std::size_t upstream_pool::idle_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [key, q] : idle_) {
+        n += q.size();
+    }
+    return n;
+}
+
+}  // namespace acp::proxy

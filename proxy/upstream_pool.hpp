@@ -1,0 +1,101 @@
+// Upstream (proxy → registry) HTTP/1.1 connections over TCP or TLS, how they
+// are opened (async DNS, connect timeout, SNI, hostname verification) and a
+// bounded keep-alive pool per origin.
+//
+// Owns: upstream_connection (one socket, plain or TLS, and its read buffer)
+// and upstream_pool. Thread affinity: the io_context thread of the requests
+// using them; nothing locks. Cancellation: close() makes any pending
+// operation complete with an error; connect_upstream() is bounded by its
+// timeout (name resolution by the system resolver's own limits).
+#pragma once
+
+#include "config/config.hpp"
+#include "proxy/error.hpp"
+#include "proxy/net.hpp"
+#include "proxy/snapshot.hpp"
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/system/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <variant>
+
+namespace acp::proxy {
+
+class upstream_connection {
+public:
+    using plain_stream = beast::tcp_stream;
+    using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+    using io_result = std::tuple<error_code, std::size_t>;
+
+    upstream_connection(plain_stream s, std::string pool_key);
+    upstream_connection(tls_stream s, std::shared_ptr<net::ssl::context> ctx, std::string pool_key);
+
+    net::awaitable<io_result> write(http::request<http::empty_body>& req);
+    net::awaitable<io_result> read_header(http::response_parser<http::buffer_body>& p);
+    net::awaitable<io_result> read(http::response_parser<http::buffer_body>& p);
+
+    void expires_after(config::duration d);
+    void expires_never();
+    void close() noexcept;
+
+    /// True when the peer has neither closed nor sent unsolicited bytes (a
+    /// non-blocking peek): worth reusing.
+    [[nodiscard]] bool looks_alive() noexcept;
+
+    [[nodiscard]] beast::flat_buffer& buffer() noexcept { return buffer_; }
+    [[nodiscard]] const std::string& pool_key() const noexcept { return pool_key_; }
+
+    bool reused = false;           // came from the pool
+    std::uint64_t generation = 0;  // pool generation it belongs to
+    std::chrono::steady_clock::time_point idle_since{};
+
+private:
+    beast::tcp_stream& tcp() noexcept;
+
+    std::shared_ptr<net::ssl::context> tls_ctx_;  // outlives the SSL object
+    std::variant<plain_stream, tls_stream> stream_;
+    beast::flat_buffer buffer_;
+    std::string pool_key_;
+};
+
+/// Opens a connection to `ep`: resolve (skipped for IP literals), connect,
+/// and for https a TLS handshake with SNI and hostname/IP verification, all
+/// within `timeout`. Errors are classified (upstream_timeout, upstream_tls,
+/// upstream_unreachable) with a detail for the log and the error body.
+net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failure>> connect_upstream(
+    const upstream_endpoint& ep, config::duration timeout);
+
+class upstream_pool {
+public:
+    explicit upstream_pool(std::size_t max_idle_per_origin = 16) : max_idle_per_origin_(max_idle_per_origin) {}
+
+    /// An idle connection for the key that still looks alive, or nullptr.
+    std::unique_ptr<upstream_connection> take(const std::string& key);
+    /// Returns a connection after a complete, clean response; dropped when
+    /// the origin already holds the maximum, or it belongs to an older generation.
+    void put(std::unique_ptr<upstream_connection> c);
+    /// Drops every idle connection and starts a new generation (config reload).
+    void clear();
+    void set_max_idle_per_origin(std::size_t n) noexcept { max_idle_per_origin_ = n; }
+    void set_max_idle_age(config::duration d) noexcept { max_idle_age_ = d; }
+
+    [[nodiscard]] std::size_t idle_count() const noexcept;
+    [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+
+private:
+    std::unordered_map<std::string, std::deque<std::unique_ptr<upstream_connection>>> idle_;
+    std::size_t max_idle_per_origin_;
+    config::duration max_idle_age_ = std::chrono::seconds(30);
+    std::uint64_t generation_ = 0;
+};
+
+}  // namespace acp::proxy
