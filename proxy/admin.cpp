@@ -1,0 +1,84 @@
+#include "proxy/admin.hpp"
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace acp::proxy {
+
+http::response<http::string_body> admin_response(const server_state& state, http::verb method,
+                                                 std::string_view target) {
+    http::response<http::string_body> res{http::status::not_found, 11};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.set(http::field::cache_control, "no-store");
+    const auto path = target.substr(0, target.find('?'));
+    if (method != http::verb::get && method != http::verb::head) {
+        res.result(http::status::method_not_allowed);
+        res.set(http::field::allow, "GET, HEAD");
+        res.body() = "method not allowed\n";
+    } else if (path == "/healthz") {
+        res.result(http::status::ok);
+        res.body() = "ok\n";
+    } else if (path == "/readyz") {
+        const auto snap = state.snapshots.load();
+        const bool ready = state.listening && !state.draining && snap != nullptr;
+        res.result(ready ? http::status::ok : http::status::service_unavailable);
+        res.body() = ready ? "ready\n" : (state.draining ? "draining\n" : "not listening\n");
+    } else if (path == "/metrics") {
+        res.result(http::status::ok);
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = state.stats.render();
+    } else {
+        res.body() = "not found\n";
+    }
+    res.prepare_payload();
+    return res;
+}
+
+net::awaitable<void> run_admin_session(std::shared_ptr<server_state> state, tcp::socket socket,
+                                       std::shared_ptr<task_group::entry> entry) {
+    beast::tcp_stream stream(std::move(socket));
+    entry->stop = [&stream] {
+        error_code ec;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+        stream.close();
+    };
+    struct clear_hook {
+        task_group::entry& e;
+        ~clear_hook() { e.stop = nullptr; }
+    } guard{*entry};
+    beast::flat_buffer buffer;
+    for (;;) {
+        const auto t = state->snapshots.load()->cfg->timeouts;
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(8 * 1024);
+        stream.expires_after(t.idle);
+        auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        if (ec) {
+            break;
+        }
+        const auto& req = parser.get();
+        const bool body = parser.chunked() || parser.content_length().value_or(0) > 0;
+        auto res = admin_response(*state, req.method(), req.target());
+        res.keep_alive(req.keep_alive() && !body && !state->draining);
+        stream.expires_after(t.idle);
+        error_code wec;
+        if (req.method() == http::verb::head) {
+            http::response_serializer<http::string_body> sr{res};
+            auto [e, w] = co_await http::async_write_header(stream, sr, use_nothrow);
+            wec = e;
+        } else {
+            auto [e, w] = co_await http::async_write(stream, res, use_nothrow);
+            wec = e;
+        }
+        if (wec || !res.keep_alive()) {
+            break;
+        }
+    }
+    error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.close();
+}
+
+}  // namespace acp::proxy

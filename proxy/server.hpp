@@ -1,0 +1,56 @@
+// The data and admin listeners of one io_context, and their lifecycle:
+// listen, accept (every session tracked), snapshot swaps, graceful shutdown.
+//
+// Owns: the acceptors (moved into their accept-loop coroutines) and the
+// server_state shared with every session. Thread affinity: construct and
+// call everything on (or before running) the io_context's thread.
+// shutdown() stops accepting, lets in-flight requests finish for
+// timeouts.shutdownGrace, then cancels the rest and waits for every task.
+#pragma once
+
+#include "proxy/net.hpp"
+#include "proxy/server_state.hpp"
+#include "proxy/task_group.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace acp::proxy {
+
+class server {
+public:
+    server(net::io_context& ioc, std::shared_ptr<const snapshot> initial);
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+    ~server();
+
+    /// Binds both listeners from the snapshot's config (port 0: any free
+    /// port). On failure returns the error and says which address in `what`.
+    error_code listen(std::string& what);
+    /// Starts the accept loops (after listen()).
+    void start();
+
+    [[nodiscard]] tcp::endpoint data_endpoint() const noexcept { return data_endpoint_; }
+    [[nodiscard]] tcp::endpoint admin_endpoint() const noexcept { return admin_endpoint_; }
+    [[nodiscard]] const std::shared_ptr<server_state>& state() const noexcept { return state_; }
+
+    /// Publishes a new snapshot (on the io_context thread): new requests use
+    /// it, in-flight ones keep theirs; idle upstream connections are dropped.
+    void apply(std::shared_ptr<const snapshot> next);
+
+    net::awaitable<void> shutdown();
+
+private:
+    net::io_context& ioc_;
+    std::shared_ptr<server_state> state_;
+    std::optional<tcp::acceptor> data_acceptor_;
+    std::optional<tcp::acceptor> admin_acceptor_;
+    tcp::endpoint data_endpoint_;
+    tcp::endpoint admin_endpoint_;
+    task_group listeners_{"listener"};
+};
+
+}  // namespace acp::proxy
