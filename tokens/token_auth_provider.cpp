@@ -129,7 +129,10 @@ token_auth_provider::token_auth_provider(options opts, basic_source_fn basic, re
 net::awaitable<boost::system::result<authorization>> token_auth_provider::authorize(auth_request req) {
     switch (scheme_) {
         case scheme::unknown:
-            co_return authorization{};  // first contact: the registry's challenge tells us what it wants
+            if (!opts_.preemptive_basic) {
+                co_return authorization{};  // first contact: the registry's challenge tells us what it wants
+            }
+            [[fallthrough]];
         case scheme::basic: {
             auto creds = co_await basic_(req);
             if (auto* f = std::get_if<token_failure>(&creds)) {

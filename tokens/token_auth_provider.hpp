@@ -59,6 +59,10 @@ public:
         std::string registry_host;           // the route host
         std::string registry_scheme;         // "https", or "http" with an explicit override
         std::vector<std::string> realm_hosts;  // allow-list; empty: the registry host only
+        /// Send the Basic credentials on first contact (static credentials for a
+        /// configured host: saves the 401 round trip on Basic registries). Off
+        /// for ACR: its temporary password goes to the token realm only.
+        bool preemptive_basic = false;
         token_cache::options cache;
     };
 

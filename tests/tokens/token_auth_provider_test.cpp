@@ -256,3 +256,16 @@ TEST_CASE("malformed challenges and missing credentials are errors, not guesses"
     CHECK(r.error() == make_error_code(auth_errc::credentials_unavailable));
     CHECK(realm.seen.empty());
 }
+
+TEST_CASE("preemptive Basic for static credentials; a Bearer challenge still switches to tokens", "[tokens][token-flow]") {
+    asio::io_context io;
+    fake_realm realm;
+    auto o = acr_options();
+    o.preemptive_basic = true;
+    token_auth_provider p(o, fixed_basic("Basic dTpw"), realm.fn(io));
+    CHECK(header_of(run(io, p.authorize(app_pull))) == "Basic dTpw");
+    auto ch = bearer_challenge("https://dockerauth.cn-hangzhou.aliyuncs.com/auth");
+    ch.sent_authorization = secret("Basic dTpw");
+    REQUIRE(run(io, p.on_unauthorized(app_pull, ch)).value());
+    CHECK(header_of(run(io, p.authorize(app_pull))) == "Bearer tok-1");
+}
