@@ -156,7 +156,12 @@ def tearDownModule():
               flush=True)
 
 
-class BigBlob(harness.TestCaseBase):
+
+class Base(harness.TestCaseBase):
+    def watched(self):  # after each test: the proxy must still be alive
+        return [World.proxy] if World.proxy else []
+
+class BigBlob(Base):
     def test_1_streams_with_flat_memory(self):
         path = f"/v2/{REPO}/blobs/{World.blob.digest}{_ns()}"
         with RssSampler(World.proxy) as s:

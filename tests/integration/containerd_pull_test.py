@@ -87,7 +87,12 @@ def tearDownModule():
         World.reg.stop()
 
 
-class ContainerdPull(harness.TestCaseBase):
+
+class Base(harness.TestCaseBase):
+    def watched(self):  # after each test: the proxy must still be alive
+        return [World.proxy] if World.proxy else []
+
+class ContainerdPull(Base):
     def _pull(self, tag, image, want_digest):
         ref = f"{REGISTRY_HOST}/{REPO}:{tag}"
         before = len(World.reg.access_log())

@@ -150,7 +150,12 @@ def log_sizes():
     return {label: len(reg.access_log()) for label, reg in World.regs.items()}
 
 
-class PingAndPolicy(harness.TestCaseBase):
+
+class Base(harness.TestCaseBase):
+    def watched(self):  # after each test: the proxy must still be alive
+        return [World.proxy] if World.proxy else []
+
+class PingAndPolicy(Base):
     def test_v2_ping_is_200_empty_json_with_and_without_ns(self):
         c = harness.Checks(self)
         for target in ["/v2/", "/v2/" + q(World.regs["htpasswd"].host), "/v2/" + q("unknown.example.com")]:
@@ -162,23 +167,37 @@ class PingAndPolicy(harness.TestCaseBase):
             c.eq(r.body, b"", f"HEAD {target} body")
         c.done()
 
-    def test_unknown_ns_is_fast_404_and_never_forwarded(self):
+    def _ns_404_table(self, namespaces):
         c = harness.Checks(self)
         before = log_sizes()
         fake_before = len(World.fake.seen())
-        for ns in ["unknown.example.com", "127.0.0.1:1", World.regs["htpasswd"].host + "0", "fake.test.evil.com"]:
+        for ns in namespaces:
             for method in ("GET", "HEAD"):
                 for kind, ref in (("manifests", "oci"), ("blobs", World.image.config.digest)):
                     t0 = time.monotonic()
                     r = World.proxy.request(method, f"/v2/{REPO}/{kind}/{ref}{q(ns)}")
                     elapsed = time.monotonic() - t0
-                    c.eq(r.status, 404, f"{method} {kind} ns={ns} status")
-                    c.check(elapsed < 1.0, f"{method} {kind} ns={ns} took {elapsed:.2f}s (want a fast 404)")
+                    c.eq(r.status, 404, f"{method} {kind} ns={ns!r} status")
+                    c.check(elapsed < 1.0, f"{method} {kind} ns={ns!r} took {elapsed:.2f}s (want a fast 404)")
                     if method == "GET" and r.status == 404:
-                        c.check(_is_registry_error(r.body), f"GET ns={ns} body is registry error JSON: {r.body[:200]!r}")
+                        c.check(_is_registry_error(r.body), f"GET ns={ns!r} body is registry error JSON: {r.body[:200]!r}")
         c.eq(log_sizes(), before, "registry access log lines (no request may reach a registry)")
         c.eq(len(World.fake.seen()), fake_before, "fake upstream requests")
         c.done()
+
+    def test_unknown_ns_is_fast_404_and_never_forwarded(self):
+        reg_port = World.regs["htpasswd"].port
+        other_port = reg_port + 1 if reg_port < 65535 else reg_port - 1
+        # Not configured: other hosts, another port of a configured IP, a suffix trick.
+        self._ns_404_table(["unknown.example.com", "127.0.0.1:1", f"127.0.0.1:{other_port}", "fake.test.evil.com",
+                            "fake.tes", "localhost"])
+
+    def test_empty_or_unparsable_ns_is_404_too(self):
+        # DESIGN.md: "ns absent or not a configured host -> fast 404". An empty ns or one that
+        # is not even a host[:port] is not a configured host either (containerd falls back on
+        # 404; the proxy must not be the place a pull dies).
+        reg_port = World.regs["htpasswd"].port
+        self._ns_404_table(["", "evil.com/fake.test", f"127.0.0.1:{reg_port}0", "fake.test:99999"])
 
     def test_requests_without_ns_go_to_default_registry(self):
         c = harness.Checks(self)
@@ -193,6 +212,30 @@ class PingAndPolicy(harness.TestCaseBase):
         r = World.proxy.request("GET", f"/v2/{REPO}/blobs/{blob.digest}")
         c.eq((r.status, r.sha256()), (200, blob.digest), "blob without ns")
         c.check(len(reg.access_log()) >= before + 2, "the default registry saw the requests")
+        c.done()
+
+    def test_keep_alive_serves_many_requests_on_one_connection(self):
+        c = harness.Checks(self)
+        reg = World.regs["anonymous"]
+        media, digest, body = World.refs[("anonymous", "oci")]
+        blob = World.image.layers[1]
+        client = World.proxy.client()
+        try:
+            for i in range(10):
+                for method, target, headers, want in (
+                    ("GET", "/v2/", [], 200),
+                    ("GET", f"/v2/{REPO}/manifests/oci{q(reg.host)}", [("Accept", media)], 200),
+                    ("HEAD", f"/v2/{REPO}/manifests/{digest}{q(reg.host)}", [("Accept", media)], 200),
+                    ("GET", f"/v2/{REPO}/blobs/{blob.digest}{q(reg.host)}", [], 200),
+                    ("GET", f"/v2/{REPO}/blobs/{blob.digest}{q(reg.host)}", [("Range", "bytes=0-9")], 206),
+                    ("GET", f"/v2/{REPO}/manifests/oci{q('unknown.example.com')}", [], 404),
+                    ("GET", f"/v2/{REPO}/manifests/no-such-tag{q(reg.host)}", [("Accept", media)], 404),
+                ):
+                    r = client.request(method, target, headers)
+                    c.eq(r.status, want, f"round {i}: {method} {target[:60]}")
+            c.eq(client.connects, 1, "connections opened for 70 requests (keep-alive)")
+        finally:
+            client.close()
         c.done()
 
     def test_push_and_other_methods_are_405_and_not_forwarded(self):
@@ -242,7 +285,7 @@ def _is_registry_error(body):
         return False
 
 
-class Manifests(harness.TestCaseBase):
+class Manifests(Base):
     def _check_manifests(self, label):
         c = harness.Checks(self)
         reg = World.regs[label]
@@ -268,11 +311,17 @@ class Manifests(harness.TestCaseBase):
                             c.eq(r.header("Content-Type"), media, f"{what}: Content-Type")
                             c.eq(r.header("Docker-Content-Digest"), ref_digest, f"{what}: Docker-Content-Digest")
                             c.eq(r.header("Content-Length"), str(len(ref_body)), f"{what}: Content-Length")
+                            c.eq(r.header("Docker-Distribution-Api-Version"), "registry/2.0", f"{what}: API version header")
+                            c.eq(r.header("ETag"), f'"{ref_digest}"', f"{what}: ETag")
                             if method == "GET":
                                 c.eq(r.sha256(), ref_digest, f"{what}: sha256 of body")
                                 c.check(r.body == ref_body, f"{what}: body differs from the registry's bytes")
                             else:
                                 c.eq(r.body, b"", f"{what}: HEAD body")
+            # If-None-Match reaches the registry, and its 304 comes back.
+            _, digest, _ = World.refs[(label, "oci")]
+            r = client.request("GET", f"/v2/{REPO}/manifests/oci{ns}", [("Accept", OCI_MANIFEST), ("If-None-Match", f'"{digest}"')])
+            c.eq((r.status, r.body), (304, b""), f"{label} If-None-Match with the current digest")
             # The registry's own refusal passes through: an OCI manifest asked for with Docker types only.
             r = client.request("GET", f"/v2/{REPO}/manifests/oci{ns}", [("Accept", DOCKER_MANIFEST), ("Accept", DOCKER_LIST)])
             c.eq(r.status, 404, f"{label} OCI manifest with Docker-only Accept: the registry's 404")
@@ -298,7 +347,7 @@ class Manifests(harness.TestCaseBase):
         self._check_manifests("tls")
 
 
-class Blobs(harness.TestCaseBase):
+class Blobs(Base):
     def _check_blobs(self, label):
         c = harness.Checks(self)
         reg = World.regs[label]
@@ -344,7 +393,7 @@ class Blobs(harness.TestCaseBase):
         self._check_blobs("tls")
 
 
-class Upstream(harness.TestCaseBase):
+class Upstream(Base):
     def test_client_authorization_is_forwarded_untouched(self):
         c = harness.Checks(self)
         reg = World.regs["htpasswd"]
@@ -418,6 +467,38 @@ class Upstream(harness.TestCaseBase):
         self.assertEqual(r.status, 502, repr(r))
         self.assertLess(elapsed, 3.0, "connection refused must answer fast")
 
+    def test_small_answers_are_not_delayed(self):
+        # A relayed manifest costs about what the registry takes, not +40 ms: a proxy that
+        # writes the head and the body separately without TCP_NODELAY on the client socket
+        # meets the client's delayed ACK (Nagle) on every small answer.
+        reg = World.regs["anonymous"]
+        media, _, _ = World.refs[("anonymous", "oci")]
+
+        def median_ms(client, target):
+            times = []
+            for _ in range(15):
+                t0 = time.monotonic()
+                r = client.request("GET", target, [("Accept", media)])
+                times.append((time.monotonic() - t0) * 1000)
+                self.assertEqual(r.status, 200)
+            return sorted(times)[len(times) // 2]
+
+        direct, via = reg.client(), World.proxy.client()
+        try:
+            direct_ms = median_ms(direct, f"/v2/{REPO}/manifests/oci")
+            proxy_ms = median_ms(via, f"/v2/{REPO}/manifests/oci{q(reg.host)}")
+        finally:
+            direct.close()
+            via.close()
+        print(f"      manifest GET median: direct {direct_ms:.1f} ms, through the proxy {proxy_ms:.1f} ms", flush=True)
+        self.assertLess(proxy_ms - direct_ms, 25.0, "the proxy adds more than 25 ms to a small answer")
+
+    def test_ns_host_lookup_is_case_insensitive(self):
+        World.fake.clear()
+        r = World.proxy.request("GET", f"/v2/{REPO}/manifests/x{q('FAKE.Test')}")
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(len(World.fake.seen()), 1)
+
     def test_proxy_answers_a_raw_colon_in_ns(self):
         # containerd URL-encodes ns (127.0.0.1%3A5000); other clients may not.
         reg = World.regs["anonymous"]
@@ -426,7 +507,7 @@ class Upstream(harness.TestCaseBase):
         self.assertEqual((r.status, r.header("Docker-Content-Digest")), (200, digest))
 
 
-class NoDefaultRegistry(harness.TestCaseBase):
+class NoDefaultRegistry(Base):
     """A second proxy without defaultRegistry: requests without ns are 404."""
 
     def test_missing_ns_without_default_registry_is_404(self):

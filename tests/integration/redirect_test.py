@@ -121,7 +121,12 @@ def _clear():
     World.store.clear()
 
 
-class PassThrough(harness.TestCaseBase):
+
+class Base(harness.TestCaseBase):
+    def watched(self):  # after each test: the proxy must still be alive
+        return list(World.proxies.values())
+
+class PassThrough(Base):
     """followRedirects: false — the client (containerd) follows the redirect itself."""
 
     def test_307_reaches_client_unchanged(self):
@@ -145,7 +150,7 @@ class PassThrough(harness.TestCaseBase):
         c.done()
 
 
-class Follow(harness.TestCaseBase):
+class Follow(Base):
     """followRedirects: true — the proxy fetches the signed URL itself."""
 
     def _get(self, c, name, headers=(), method="GET"):

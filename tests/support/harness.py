@@ -32,7 +32,17 @@ def secrets_token():
 
 
 class TestCaseBase(unittest.TestCase):
+    """unittest.TestCase that, after each test, checks every process listed by
+    `watched()` is still alive (a crash is blamed on the test that caused it)."""
+
     maxDiff = None
+
+    def watched(self):
+        return []
+
+    def tearDown(self):
+        for p in self.watched():
+            p.check_alive()
 
 
 def require_tools(*names):
@@ -231,8 +241,10 @@ class Client:
     def __init__(self, host, port, tls=None, timeout=60):
         self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
         self.conn = None
+        self.connects = 0  # connections opened: 1 after any number of keep-alive requests
 
     def _connect(self):
+        self.connects += 1
         if self.tls is not None:
             self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.tls)
         else:

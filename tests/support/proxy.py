@@ -160,6 +160,22 @@ class Proxy:
         self.child.ensure_alive()
         return self.admin("/healthz").status == 200
 
+    def check_alive(self):
+        """Raises if the proxy died: a /healthz round trip first, so that on its
+        single event loop whatever the last request left behind has run."""
+        try:
+            self.admin("/healthz")
+        except OSError:
+            pass
+        if self.child.alive():
+            return
+        dead = self.child
+        dead.stop(check=False)  # reaps it
+        # Start a fresh one (new ports) so the tests after this one still mean something.
+        self.start()
+        raise RuntimeError(f"{self.name} (pid {dead.pid}) died with status {dead.returncode} "
+                           f"(restarted as pid {self.child.pid}); log tail:\n{dead.log_tail(15)}")
+
     def stop(self, check=True, timeout=60):
         """SIGTERM; returns the exit status (asserted 0 when check)."""
         if self.child is None:
