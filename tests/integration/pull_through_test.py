@@ -19,6 +19,7 @@ Usage: pull_through_test.py --proxy build/proxy/acr-credential-proxy
 import json
 import os
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -57,6 +58,7 @@ class World:
     proxy = None
     fake = None
     fake_password = None
+    release_hang = threading.Event()
 
 
 def _reference_manifests(label, reg):
@@ -68,10 +70,13 @@ def _reference_manifests(label, reg):
 
 
 def _fake_handler(req):
-    """The recording upstream: a manifest for anything under /v2/."""
+    """The recording upstream: a manifest for anything under /v2/; `.../manifests/hang`
+    sends no answer until the test module ends (an upstream that times out)."""
     body = b'{"schemaVersion":2,"fake":true}'
     if req.path == "/v2/":
         return 200, [("Content-Type", "application/json")], b"{}"
+    if req.path.endswith("/manifests/hang"):
+        World.release_hang.wait(120)
     return 200, [("Content-Type", OCI_MANIFEST), ("Docker-Content-Digest", "sha256:" + "0" * 64)], body
 
 
@@ -124,6 +129,12 @@ def setUpModule():
     entries.append({"host": "fake.test", "auth": {"type": "basic", "username": "robot", "passwordFile": fake_pw_file}})
     entries.append({"host": "fake-anon.test", "auth": {"type": "anonymous"}})
     entries.append({"host": "dead.test", "auth": {"type": "anonymous"}})
+    # The htpasswd registry under another name, with a wrong password: the proxy's own credentials refused.
+    wrong_pw_file = tmp.join("wrong.password")
+    with open(wrong_pw_file, "w") as f:
+        f.write("not-the-password")
+    entries.append({"host": "refused.test", "auth": {"type": "basic", "username": "robot", "passwordFile": wrong_pw_file}})
+    overrides["refused.test"] = f"http://127.0.0.1:{World.regs['htpasswd'].port}"
     overrides["fake.test"] = f"http://127.0.0.1:{World.fake.port}"
     overrides["fake-anon.test"] = f"http://127.0.0.1:{World.fake.port}"
     overrides["dead.test"] = f"http://127.0.0.1:{harness.free_port()}"  # nothing listens there
@@ -131,13 +142,14 @@ def setUpModule():
         "registries": entries,
         "endpointOverrides": overrides,
         "defaultRegistry": World.regs["htpasswd"].host,
-        "timeouts": {"upstreamConnect": "2s"},
+        "timeouts": {"upstreamConnect": "2s", "upstreamHeaders": "2s"},
     }, env=env).start()
     print(f"setup: 3 registries, 4 tags each, proxy on 127.0.0.1:{World.proxy.port} "
           f"in {time.monotonic() - started:.1f}s", flush=True)
 
 
 def tearDownModule():
+    World.release_hang.set()
     if World.proxy:
         World.proxy.stop()  # asserts exit status 0 after SIGTERM
     for reg in World.regs.values():
@@ -459,6 +471,29 @@ class Upstream(Base):
         r = World.proxy.request("GET", f"/v2/{REPO}/manifests/oci{q(f'localhost:{tls.port}')}", [("Accept", OCI_MANIFEST)])
         self.assertEqual(r.status, 502, f"unverifiable upstream certificate: {r!r}")
         self.assertEqual(len(tls.access_log()), before, "no HTTP request may reach the unverified registry")
+
+    def test_refused_injected_credentials_are_403_denied_never_401(self):
+        reg = World.regs["htpasswd"]
+        log_before = len(reg.access_log())
+        for method in ("GET", "HEAD"):
+            r = World.proxy.request(method, f"/v2/{REPO}/manifests/oci{q('refused.test')}", [("Accept", OCI_MANIFEST)])
+            self.assertEqual(r.status, 403, f"{method}: {r!r}")
+            self.assertIsNone(r.header("WWW-Authenticate"), "no challenge may reach containerd")
+            if method == "GET":
+                doc = json.loads(r.body)
+                self.assertEqual(doc["errors"][0]["code"], "DENIED")
+                text = json.dumps(doc)
+                self.assertIn("refused.test", text, "the message names the registry")
+                self.assertIn(REPO, text, "the message names the repository")
+                self.assertNotIn("not-the-password", text)
+        self.assertIn(401, [s for _, _, s in reg.access_log()[log_before:]], "the registry refused the credentials")
+
+    def test_upstream_header_timeout_is_504(self):
+        t0 = time.monotonic()
+        r = World.proxy.request("GET", f"/v2/{REPO}/manifests/hang{q('fake.test')}", [("Accept", OCI_MANIFEST)])
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 504, repr(r))
+        self.assertLess(elapsed, 10.0, "timeouts.upstreamHeaders is 2s")
 
     def test_unreachable_upstream_is_fast_502(self):
         t0 = time.monotonic()

@@ -2,9 +2,10 @@
 every request's method, target and header lines (in order, repeats kept).
 
 FakeServer(handler).start() listens on 127.0.0.1 port 0 in a daemon thread;
-`handler(req)` gets a Request and returns (status, headers list, body bytes)
-or (status, headers, body, ) with body None for HEAD. Range requests are
-served by `serve_bytes()`. stop() shuts the server down (also at exit).
+`handler(req)` gets a Request and returns (status, headers list, body bytes);
+Content-Length is added when missing, and HEAD answers carry no body.
+serve_bytes() answers with a single Range honoured. stop() shuts the server
+down (also at exit).
 """
 
 import atexit

@@ -319,8 +319,11 @@ class _LineResult(unittest.TestResult):
         self._start[test.id()] = time.monotonic()
         super().startTest(test)
 
+    passed = 0
+
     def addSuccess(self, test):
         super().addSuccess(test)
+        self.passed += 1
         self._line("ok", test)
 
     def addFailure(self, test, err):
@@ -405,7 +408,7 @@ def run_tests(module_name="__main__"):
         print(tb)
     total = result.testsRun
     bad = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    print(f"{total - bad - len(result.skipped)} passed, {bad} failed, {len(result.skipped)} skipped "
+    print(f"{result.passed} passed, {bad} failed, {len(result.skipped)} skipped "
           f"in {time.monotonic() - started:.1f}s", flush=True)
     if total == 0:
         print("no test ran", flush=True)
