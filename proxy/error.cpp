@@ -1,5 +1,7 @@
 #include "proxy/error.hpp"
 
+#include "tokens/auth_error.hpp"
+
 #include <boost/asio/error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <nlohmann/json.hpp>
@@ -140,6 +142,26 @@ std::string message_for(errc e, const reply_context& ctx) {
     }
 }
 
+// The token flow's failures in the proxy's terms; the message stays the token flow's own.
+errc from_auth_error(tokens::auth_errc e) noexcept {
+    switch (e) {
+        case tokens::auth_errc::credentials_unavailable:
+            return errc::credentials_unavailable;
+        case tokens::auth_errc::realm_timeout:
+            return errc::upstream_timeout;
+        case tokens::auth_errc::realm_rejected_credentials:
+            return errc::upstream_denied;
+        case tokens::auth_errc::shutting_down:
+            return errc::shutting_down;
+        case tokens::auth_errc::realm_refused:
+        case tokens::auth_errc::realm_unreachable:
+        case tokens::auth_errc::realm_bad_response:
+        case tokens::auth_errc::bad_challenge:
+            break;
+    }
+    return errc::upstream_unreachable;
+}
+
 }  // namespace
 
 const boost::system::error_category& proxy_category() noexcept {
@@ -158,6 +180,10 @@ local_reply to_local_reply(const error_code& ec, const reply_context& ctx) {
         const auto e = static_cast<errc>(ec.value());
         s = shape_of(e);
         message = message_for(e, ctx);
+    } else if (ec.category() == tokens::auth_category()) {
+        s = shape_of(from_auth_error(static_cast<tokens::auth_errc>(ec.value())));
+        message = ec.message() + " (registry " + (ctx.registry.empty() ? std::string("(none)") : std::string(ctx.registry)) +
+                  (ctx.repository.empty() ? std::string() : ", repository " + std::string(ctx.repository)) + ")";
     }
     nlohmann::json entry = {{"code", s.code}, {"message", message}};
     nlohmann::json detail = nlohmann::json::object();

@@ -136,6 +136,9 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
 }
 
 void print_errors(const acp::config::config_error& e) {
+    for (const auto& w : e.warnings()) {
+        std::fprintf(stderr, "warning: %s\n", w.str().c_str());
+    }
     for (const auto& d : e.errors()) {
         std::fprintf(stderr, "error: %s\n", d.str().c_str());
     }

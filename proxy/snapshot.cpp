@@ -1,5 +1,7 @@
 #include "proxy/snapshot.hpp"
 
+#include "proxy/realm_client.hpp"
+
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
@@ -58,8 +60,6 @@ std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::con
     auto s = std::make_shared<snapshot>();
     s->cfg = cfg;
     s->routes = routing::route_table(cfg);
-    s->auth = tokens::auth_providers(s->routes, env);
-    s->warnings = s->auth.warnings();
 
     // One context per (caFile, insecure): loading a bundle is not free.
     std::map<std::pair<std::string, bool>, std::shared_ptr<net::ssl::context>> contexts;
@@ -92,6 +92,17 @@ std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::con
     if (cfg->follow_redirects) {
         s->default_tls = context_for("", false);
     }
+    // Providers last: the token flow reaches a route's realm with the route's TLS settings.
+    auto auth_env = env;
+    if (!auth_env.realm_fetcher) {
+        auth_env.realm_fetcher = [snap = s.get()](const routing::route& r) {
+            const auto* ep = snap->endpoint_for(r);
+            return make_realm_fetcher(ep != nullptr ? ep->tls : nullptr, ep == nullptr || ep->verify_peer,
+                                      snap->cfg->timeouts);
+        };
+    }
+    s->auth = tokens::auth_providers(s->routes, auth_env);
+    s->warnings = s->auth.warnings();
     return s;
 }
 

@@ -1,6 +1,10 @@
 #include "tokens/auth_provider.hpp"
 
+#include "tokens/acr_password_store.hpp"
 #include "tokens/static_credentials.hpp"
+#include "tokens/token_auth_provider.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -20,15 +24,74 @@ auth_environment auth_environment::process() {
         std::ostringstream ss;
         ss << in.rdbuf();
         return ss.str();
-    }};
+    },
+            .realm_fetcher = {},
+            .acr = nullptr};
 }
+
+namespace {
+
+token_auth_provider::options flow_options(const routing::route& r, std::string name,
+                                          const std::vector<std::string>& realm_hosts, bool preemptive) {
+    token_auth_provider::options o;
+    o.name = std::move(name);
+    o.registry_host = r.host;
+    o.registry_scheme = r.upstream.scheme;
+    o.realm_hosts = realm_hosts;
+    o.preemptive_basic = preemptive;
+    return o;
+}
+
+// Static credentials through the token flow when the proxy can reach realms,
+// else sent as they are.
+std::shared_ptr<auth_provider> static_provider(const routing::route& r, config::secret header_value, std::string name,
+                                               const auth_environment& env) {
+    if (!env.realm_fetcher) {
+        return std::make_shared<basic_provider>(std::move(header_value), std::move(name));
+    }
+    basic_source_fn basic = [value = std::move(header_value)](
+                                const auth_request&) -> net::awaitable<std::variant<config::secret, token_failure>> {
+        co_return value;
+    };
+    return std::make_shared<token_auth_provider>(flow_options(r, std::move(name), r.registry->realm_hosts, true),
+                                                 std::move(basic), env.realm_fetcher(r));
+}
+
+// The ACR temporary password for the route's host, waiting (bounded, in the
+// store) for the first fetch.
+basic_source_fn acr_basic_source(acr_password_store* store) {
+    return [store](const auth_request& req) -> net::awaitable<std::variant<config::secret, token_failure>> {
+        const auto answer = co_await store->async_get(req.registry, net::use_awaitable);
+        switch (answer.state) {
+            case credential_state::ready:
+                co_return config::secret(answer.credential->authorization());
+            case credential_state::cancelled:
+                co_return token_failure{token_failure::kind::cancelled, "request cancelled"};
+            case credential_state::unknown_host:
+                co_return token_failure{token_failure::kind::credentials_unavailable,
+                                        req.registry + " is not a domain of any configured ACR instance"};
+            case credential_state::pending:
+            case credential_state::unavailable:
+                break;
+        }
+        co_return token_failure{token_failure::kind::credentials_unavailable,
+                                "ACR instance " + answer.instance + ": " + answer.reason};
+    };
+}
+
+}  // namespace
 
 std::shared_ptr<auth_provider> make_provider(const routing::route& r, const auth_environment& env,
                                              std::vector<std::string>& warnings) {
     switch (r.kind) {
         case routing::route_kind::acr_instance:
-            // The ACR credential chain (GetAuthorizationToken + registry token flow) replaces this case.
-            return std::make_shared<anonymous_provider>();
+            if (env.acr == nullptr || !env.realm_fetcher || r.acr == nullptr) {
+                warnings.push_back("ACR domain " + r.host +
+                                   ": no ACR credential store or realm client; pulling anonymously");
+                return std::make_shared<anonymous_provider>();
+            }
+            return std::make_shared<token_auth_provider>(flow_options(r, "acr", r.acr->realm_hosts, false),
+                                                         acr_basic_source(env.acr), env.realm_fetcher(r));
         case routing::route_kind::registry:
             break;
     }
@@ -40,7 +103,7 @@ std::shared_ptr<auth_provider> make_provider(const routing::route& r, const auth
         case config::auth_kind::anonymous:
             return std::make_shared<anonymous_provider>();
         case config::auth_kind::basic:
-            return std::make_shared<basic_provider>(basic_header_value(auth.username, auth.password), "basic");
+            return static_provider(r, basic_header_value(auth.username, auth.password), "basic", env);
         case config::auth_kind::docker_config: {
             auto text = env.read_file(auth.docker_config_path);
             if (!text) {
@@ -59,7 +122,7 @@ std::shared_ptr<auth_provider> make_provider(const routing::route& r, const auth
                                    "' has no usable auths entry for this host; pulling anonymously");
                 return std::make_shared<anonymous_provider>();
             }
-            return std::make_shared<basic_provider>(std::move(*value), "docker-config");
+            return static_provider(r, std::move(*value), "docker-config", env);
         }
     }
     return std::make_shared<anonymous_provider>();

@@ -14,6 +14,8 @@
 #include "config/config.hpp"
 #include "routing/distribution_path.hpp"
 #include "routing/route_table.hpp"
+#include "tokens/registry_token.hpp"
+#include "tokens/token_cache.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
@@ -76,9 +78,31 @@ protected:
     auth_provider& operator=(const auth_provider&) = default;
 };
 
-/// What provider construction may read (a docker config.json); injectable for tests.
+/// One GET to a token realm, made by the proxy's upstream client with the
+/// route's TLS settings (its caFile, insecureSkipVerify).
+struct realm_request {
+    realm_url realm;
+    std::string target;            // path and query
+    config::secret authorization;  // "Basic …"
+};
+struct realm_response {
+    unsigned status = 0;
+    std::string body;  // bounded by the fetcher (max_token_response_bytes)
+};
+/// Transport failures come back as token_failure (realm_unreachable / realm_timeout).
+using realm_fetch_fn = std::function<net::awaitable<std::variant<realm_response, token_failure>>(realm_request)>;
+
+class acr_password_store;
+
+/// What provider construction may use; injectable for tests.
 struct auth_environment {
     std::function<std::optional<std::string>(const std::string& path)> read_file;  // nullopt: unreadable
+    /// The proxy's realm client for a route. Unset: registries are served with
+    /// preemptive static credentials only, and ACR routes cannot log in.
+    std::function<realm_fetch_fn(const routing::route&)> realm_fetcher;
+    /// The node's ACR temporary passwords (owned by serve(); outlives every
+    /// snapshot). Null when no ACR instance is configured.
+    acr_password_store* acr = nullptr;
     static auth_environment process();
 };
 
@@ -103,8 +127,12 @@ private:
     std::vector<std::string> warnings_;
 };
 
-/// The credential source for one route. ACR domains are served anonymously
-/// until the ACR credential provider exists; it plugs in here and nowhere else.
+/// The credential source for one route, and the only place that chooses it:
+///  - registries with Basic or docker-config credentials: the token flow
+///    (token_auth_provider) with those credentials, sent preemptively;
+///  - ACR domains: the token flow logging in with the instance's temporary
+///    password from the ACR store (never sent to the registry itself);
+///  - anonymous registries: nothing injected.
 std::shared_ptr<auth_provider> make_provider(const routing::route& r, const auth_environment& env,
                                              std::vector<std::string>& warnings);
 

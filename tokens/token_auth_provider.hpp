@@ -33,20 +33,6 @@
 
 namespace acp::tokens {
 
-/// One GET to a token realm, made by the proxy's upstream client (same TLS
-/// settings as the registry: its caFile, insecureSkipVerify).
-struct realm_request {
-    realm_url realm;
-    std::string target;           // path and query
-    config::secret authorization;  // "Basic …"
-};
-struct realm_response {
-    unsigned status = 0;
-    std::string body;  // bounded by the fetcher (max_token_response_bytes)
-};
-/// Transport failures come back as token_failure (realm_unreachable / realm_timeout).
-using realm_fetch_fn = std::function<net::awaitable<std::variant<realm_response, token_failure>>(realm_request)>;
-
 /// The Basic credentials to log in with: "Basic …", or why there are none
 /// (e.g. the ACR temporary password is not there yet → credentials_unavailable).
 using basic_source_fn =

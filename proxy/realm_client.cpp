@@ -1,0 +1,85 @@
+#include "proxy/realm_client.hpp"
+
+#include "acp_version.hpp"
+#include "proxy/redirect_policy.hpp"
+#include "proxy/snapshot.hpp"
+#include "proxy/upstream_pool.hpp"
+
+#include <array>
+
+namespace acp::proxy {
+namespace {
+
+tokens::token_failure transport_failure(const failure& f) {
+    using k = tokens::token_failure::kind;
+    return {f.code == errc::upstream_timeout ? k::realm_timeout : k::realm_unreachable, f.detail};
+}
+
+net::awaitable<std::variant<tokens::realm_response, tokens::token_failure>> fetch_from_realm(
+    tokens::realm_request rr, std::shared_ptr<net::ssl::context> tls, bool verify_peer,
+    config::timeout_config timeouts) {
+    using k = tokens::token_failure::kind;
+    http_url origin{rr.realm.scheme, rr.realm.host, rr.realm.port, "/"};
+    if (origin.scheme == "https" && !tls) {
+        tls = make_client_tls_context("", false);  // an http registry with an https realm: system bundle
+        verify_peer = true;
+    }
+    const auto ep = make_endpoint(origin, "", origin.scheme == "https" ? tls : nullptr, verify_peer);
+    auto made = co_await connect_upstream(ep, timeouts.upstream_connect);
+    if (!made) {
+        co_return transport_failure(made.error());
+    }
+    auto conn = std::move(*made);
+
+    http::request<http::empty_body> req{http::verb::get, rr.target, 11};
+    req.set(http::field::host, origin.authority());
+    req.set(http::field::authorization, rr.authorization.reveal());
+    req.set(http::field::accept, "application/json");
+    req.set(http::field::user_agent, "acr-credential-proxy/" ACP_VERSION);
+    req.set(http::field::connection, "close");
+
+    http::response_parser<http::buffer_body> parser;
+    parser.header_limit(16 * 1024);
+    parser.body_limit(tokens::max_token_response_bytes);
+    conn->expires_after(timeouts.upstream_headers);
+    auto [wec, wn] = co_await conn->write(req);
+    if (!wec) {
+        auto [rec, rn] = co_await conn->read_header(parser);
+        wec = rec;
+    }
+    tokens::realm_response out;
+    std::array<char, 8192> chunk{};
+    while (!wec && !parser.is_done()) {
+        parser.get().body().data = chunk.data();
+        parser.get().body().size = chunk.size();
+        auto [rec, rn] = co_await conn->read(parser);
+        if (rec == http::error::need_buffer) {
+            rec = {};
+        }
+        wec = rec;
+        out.body.append(chunk.data(), chunk.size() - parser.get().body().size);
+    }
+    conn->close();
+    if (wec) {
+        if (wec == http::error::body_limit) {
+            co_return tokens::token_failure{k::realm_bad_response,
+                                            "token realm " + origin.authority() + " sent an oversized answer"};
+        }
+        const auto code = classify_upstream(wec);
+        co_return tokens::token_failure{code == errc::upstream_timeout ? k::realm_timeout : k::realm_unreachable,
+                                        "token realm " + origin.authority() + ": " + wec.message()};
+    }
+    out.status = parser.get().result_int();
+    co_return out;
+}
+
+}  // namespace
+
+tokens::realm_fetch_fn make_realm_fetcher(std::shared_ptr<net::ssl::context> tls, bool verify_peer,
+                                          config::timeout_config timeouts) {
+    return [tls = std::move(tls), verify_peer, timeouts](tokens::realm_request rr) {
+        return fetch_from_realm(std::move(rr), tls, verify_peer, timeouts);
+    };
+}
+
+}  // namespace acp::proxy

@@ -1,0 +1,28 @@
+// The proxy's client for registry token realms: one GET per token fetch, on
+// the data-path io_context (async DNS, connect, TLS, bounded read), with the
+// TLS settings of the route whose registry sent the challenge.
+//
+// Owns: nothing between calls (a fresh connection per fetch: fetches are rare,
+// one per scope and token lifetime, and single-flight in tokens/token_cache).
+// Thread affinity: the io_context of the awaiting coroutine. Cancellation:
+// bounded by timeouts.upstreamConnect and timeouts.upstreamHeaders; the
+// token cache keeps the fetch alive for its other waiters.
+#pragma once
+
+#include "config/config.hpp"
+#include "proxy/net.hpp"
+#include "tokens/auth_provider.hpp"
+
+#include <boost/asio/ssl/context.hpp>
+
+#include <memory>
+
+namespace acp::proxy {
+
+/// A realm fetcher for one route. `tls` is the route's client context (its
+/// caFile / system bundle; null for http registries, in which case an https
+/// realm is verified against the system bundle).
+tokens::realm_fetch_fn make_realm_fetcher(std::shared_ptr<net::ssl::context> tls, bool verify_peer,
+                                          config::timeout_config timeouts);
+
+}  // namespace acp::proxy
