@@ -42,6 +42,10 @@ std::string format_time(time_point t) {
     return iso8601_utc(t);
 }
 
+// Guards against a busy loop when passwords arrive (nearly) expired.
+constexpr auto min_password_life = std::chrono::seconds(1);
+constexpr auto min_refresh_interval = std::chrono::seconds(1);
+
 std::string instance_label(const config::acr_instance& inst, std::size_t index) {
     if (!inst.instance_id.empty()) {
         return inst.instance_id;
@@ -592,17 +596,35 @@ void acr_password_store::refresh_password(instance_state& inst) {
     const auto now = clock_->now();
     inst.attempted = true;
     if (pw) {
+        // The password cannot outlive the STS credential that obtained it (facts §1.2).
+        auto expires = pw->expires_at;
+        if (cred->expiration && *cred->expiration < expires) {
+            expires = *cred->expiration;
+        }
+        if (expires <= now + min_password_life) {
+            // Refreshing would spin: most likely this node's clock is far off.
+            pw = api_error{"GetAuthorizationToken",
+                           "ExpiredOnArrival",
+                           "the new temporary password expires at " + format_time(expires) +
+                               ", not later than this node's clock (" + format_time(now) +
+                               ") allows; check the node's time synchronisation (NTP)",
+                           0,
+                           pw->request_id,
+                           url_origin(endpoint)};
+        }
+    }
+    if (pw) {
         auto c = std::make_shared<basic_credential>();
         c->username = pw->username;
         c->password = std::move(pw->password);
         c->issued_at = now;
-        // The password cannot outlive the STS credential that obtained it (facts §1.2).
         c->expires_at = pw->expires_at;
         if (cred->expiration && *cred->expiration < c->expires_at) {
             c->expires_at = *cred->expiration;
         }
         c->instance = inst.label;
-        inst.next_refresh = compute_refresh_at(now, c->expires_at, cfg_->expiring_threshold, jitter());
+        inst.next_refresh = std::max(compute_refresh_at(now, c->expires_at, cfg_->expiring_threshold, jitter()),
+                                     now + min_refresh_interval);
         inst.failures = 0;
         inst.reason.clear();
         inst.counters->password.set(c->issued_at, c->expires_at);

@@ -544,3 +544,15 @@ TEST_CASE("secrets never reach the log, even when a service echoes them", "[alib
     CHECK(text.find(env_token) == std::string::npos);
     CHECK(text.find(percent_encode(env_token)) == std::string::npos);
 }
+
+TEST_CASE("a password that arrives already expired is a failure with backoff, not a busy loop", "[alibaba][store]") {
+    store_fixture f(json{{"acr", {{"password_lifetime_s", 0.5}}}});
+    auto& store = f.start();
+    REQUIRE(eventually([&] { return f.state_is(host, credential_state::unavailable); }));
+    const auto reason = store.find(host).reason;
+    CHECK(reason.find("Code=ExpiredOnArrival") != std::string::npos);
+    CHECK(reason.find("NTP") != std::string::npos);
+    std::this_thread::sleep_for(200ms);  // the manual clock stands still: no retry may happen
+    CHECK(f.fake.count("acr", "GetAuthorizationToken") == 1);
+    CHECK(f.counters().refresh_failure == 1);
+}
