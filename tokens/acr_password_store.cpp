@@ -249,6 +249,7 @@ void acr_password_store::start() {
     }
     control_thread_ = std::thread([this] { run_control(); });
     waiter_thread_ = std::thread([this] { run_waiters(); });
+    running_.store(true);
 }
 
 void acr_password_store::stop() {
@@ -256,6 +257,7 @@ void acr_password_store::stop() {
         std::lock_guard lk(mu_);
         stopping_ = true;
     }
+    running_.store(false);
     cv_.notify_all();
     if (control_thread_.joinable()) {
         control_thread_.join();
@@ -335,11 +337,13 @@ bool acr_password_store::add_waiter(std::uint64_t id, std::string host,
     // Checked under the waiters lock: publish() stores the snapshot before
     // scanning the waiters under this lock, so no answer can be missed.
     auto a = find(host);
-    if (a.state != credential_state::pending || waiters_stopping_) {
+    const bool can_wait = running_.load() && !waiters_stopping_;
+    if (a.state != credential_state::pending || !can_wait) {
         lk.unlock();
-        if (waiters_stopping_ && a.state == credential_state::pending) {
+        if (a.state == credential_state::pending) {
+            // Nobody would ever end the wait: answer now rather than hang the request.
             a.state = credential_state::unavailable;
-            a.reason = "the credential store is not running";
+            a.reason = "the ACR credential store is not running";
         }
         complete(std::move(a));
         return false;

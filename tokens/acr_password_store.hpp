@@ -231,6 +231,7 @@ private:
     std::condition_variable waiters_cv_;
     std::map<std::uint64_t, waiter> waiters_;
     bool waiters_stopping_ = false;
+    std::atomic<bool> running_{false};  // between start() and stop(): waits can end
     std::atomic<std::uint64_t> next_waiter_id_{1};
     std::thread waiter_thread_;
 };

@@ -556,3 +556,15 @@ TEST_CASE("a password that arrives already expired is a failure with backoff, no
     CHECK(f.fake.count("acr", "GetAuthorizationToken") == 1);
     CHECK(f.counters().refresh_failure == 1);
 }
+
+TEST_CASE("a store that is not running never leaves a request hanging", "[alibaba][store]") {
+    store_fixture f;
+    auto& store = f.build();  // never started
+    asio::io_context ioc;
+    std::optional<credential_answer> got;
+    store.async_get(host, asio::bind_executor(ioc, [&](credential_answer a) { got = std::move(a); }));
+    ioc.run();
+    REQUIRE(got);
+    CHECK(got->state == credential_state::unavailable);
+    CHECK(got->reason == "the ACR credential store is not running");
+}
