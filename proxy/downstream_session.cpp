@@ -85,6 +85,7 @@ net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, beas
 
     auto local = [&](errc e, std::string_view registry, std::string_view detail) -> net::awaitable<bool> {
         const auto reply = to_local_reply(make_error_code(e), {registry, "", "", detail});
+        keep_alive = keep_alive && !st.draining;
         rc.status = static_cast<unsigned>(reply.status);
         rc.to_headers = clock::now() - rc.start;
         if (!detail.empty()) {
@@ -148,16 +149,13 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
     } counter{state->stats};
 
     for (;;) {
-        auto snap = state->snapshots.load();  // kept for the whole request
-        const auto& t = snap->cfg->timeouts;
-
         // Idle keep-alive: wait for the first byte of the next request.
         entry->busy = false;
         if (state->draining) {
             break;
         }
         if (buffer.size() == 0) {
-            stream.expires_after(t.idle);
+            stream.expires_after(state->snapshots.load()->cfg->timeouts.idle);
             auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
             if (ec) {
                 break;  // closed, reset, idle timeout or stopped
@@ -165,6 +163,8 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
             buffer.commit(n);
         }
         entry->busy = true;
+        const auto snap = state->snapshots.load();  // taken now, kept for the whole request
+        const auto& t = snap->cfg->timeouts;
 
         request_context rc;
         rc.id = state->next_request_id();

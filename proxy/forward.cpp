@@ -102,11 +102,14 @@ net::awaitable<void> discard_response(std::optional<response_parser>& parser,
     }
 }
 
-net::awaitable<bool> reply_failure(forward_args& a, const failure& f, std::string_view credentials) {
-    a.rc.error = f.detail;
-    const auto reply = to_local_reply(make_error_code(f.code), {a.route.host, a.path.name, credentials, f.detail});
+// Only trivially destructible parameters: GCC 12 destroys non-trivial
+// temporaries of a co_await full-expression twice, so callers pass named locals.
+net::awaitable<bool> reply_failure(forward_args& a, errc code, std::string_view detail, std::string_view credentials) {
+    a.rc.error = std::string(detail);
+    const auto reply = to_local_reply(make_error_code(code), {a.route.host, a.path.name, credentials, detail});
     a.rc.status = static_cast<unsigned>(reply.status);
     a.rc.to_headers = clock::now() - a.rc.start;
+    a.keep_alive = a.keep_alive && !a.state.draining;
     const auto ec =
         co_await write_local_reply(a.downstream, reply,
                                    {a.request.version(), a.keep_alive, a.request.method() == http::verb::head, a.rc.id,
@@ -129,7 +132,7 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
 
     strip_hop_by_hop(res);
     res.version(a.request.version());
-    bool keep_alive = a.keep_alive;
+    bool keep_alive = a.keep_alive && !a.state.draining;  // a drain may have begun while we waited
     if (!header_only && (upstream_chunked || !content_length)) {
         if (a.request.version() >= 11) {
             res.chunked(true);
@@ -221,7 +224,7 @@ net::awaitable<bool> forward_request(forward_args a) {
     const bool head = a.request.method() == http::verb::head;
     const auto* route_ep = a.snap.endpoint_for(a.route);
     if (route_ep == nullptr) {
-        co_return co_await reply_failure(a, {errc::upstream_unreachable, "no endpoint for the route"}, "");
+        co_return co_await reply_failure(a, errc::upstream_unreachable, "no endpoint for the route", "");
     }
 
     // The auth hook: a client's own Authorization passes untouched; otherwise
@@ -234,10 +237,11 @@ net::awaitable<bool> forward_request(forward_args a) {
         a.rc.auth = "client";
     } else {
         provider = a.snap.auth.for_route(a.route);
-        auto got = co_await provider->authorize(areq);
+        auto authorize = provider->authorize(areq);
+        auto got = co_await std::move(authorize);
         if (!got) {
-            co_return co_await reply_failure(a, {errc::credentials_unavailable, got.error().message()},
-                                             provider->name());
+            const auto detail = got.error().message();
+            co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
         }
         injected = std::move(*got);
         a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
@@ -266,9 +270,10 @@ net::awaitable<bool> forward_request(forward_args a) {
         } else if (injected) {
             up.set(http::field::authorization, injected->reveal());
         }
-        if (auto f = co_await exchange(ep, up, head, parser, conn, st, t, a.active_upstream)) {
-            co_return co_await reply_failure(a, *f,
-                                             credentials_label(client_auth, auth_dropped, injected, provider.get()));
+        auto failed = co_await exchange(ep, up, head, parser, conn, st, t, a.active_upstream);
+        if (failed) {
+            const auto credentials = credentials_label(client_auth, auth_dropped, injected, provider.get());
+            co_return co_await reply_failure(a, failed->code, failed->detail, credentials);
         }
         const unsigned status = parser->get().result_int();
 
@@ -278,16 +283,18 @@ net::awaitable<bool> forward_request(forward_args a) {
             co_await discard_response(parser, conn, st, t, a.active_upstream);
             if (provider && !auth_retried && !auth_dropped) {
                 auth_retried = true;
-                auto retry = co_await provider->on_unauthorized(areq, challenge);
+                auto ask = provider->on_unauthorized(areq, std::move(challenge));
+                auto retry = co_await std::move(ask);
                 if (!retry) {
-                    co_return co_await reply_failure(a, {errc::credentials_unavailable, retry.error().message()},
-                                                     provider->name());
+                    const auto detail = retry.error().message();
+                    co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
                 }
                 if (*retry) {
-                    auto again = co_await provider->authorize(areq);
+                    auto authorize_again = provider->authorize(areq);
+                    auto again = co_await std::move(authorize_again);
                     if (!again) {
-                        co_return co_await reply_failure(a, {errc::credentials_unavailable, again.error().message()},
-                                                         provider->name());
+                        const auto detail = again.error().message();
+                        co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
                     }
                     injected = std::move(*again);
                     a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
@@ -295,8 +302,8 @@ net::awaitable<bool> forward_request(forward_args a) {
                 }
             }
             a.rc.upstream_time = clock::now() - started;
-            co_return co_await reply_failure(a, {errc::upstream_denied, "upstream answered 401"},
-                                             credentials_label(client_auth, auth_dropped, injected, provider.get()));
+            const auto credentials = credentials_label(client_auth, auth_dropped, injected, provider.get());
+            co_return co_await reply_failure(a, errc::upstream_denied, "upstream answered 401", credentials);
         }
 
         if (is_redirect_status(status)) {
@@ -305,12 +312,12 @@ net::awaitable<bool> forward_request(forward_args a) {
                 if (++hops > max_redirect_hops) {
                     conn->close();
                     a.active_upstream = nullptr;
-                    co_return co_await reply_failure(a, {errc::redirect_invalid, "more than 5 redirects"}, "");
+                    co_return co_await reply_failure(a, errc::redirect_invalid, "more than 5 redirects", "");
                 }
                 auto next = resolve_location(url, location);
                 co_await discard_response(parser, conn, st, t, a.active_upstream);
                 if (!next) {
-                    co_return co_await reply_failure(a, {errc::redirect_invalid, "Location is not an http(s) URL"}, "");
+                    co_return co_await reply_failure(a, errc::redirect_invalid, "Location is not an http(s) URL", "");
                 }
                 if (!same_origin(*next, url)) {
                     auth_dropped = true;  // and never re-added, even if a later hop comes back
@@ -320,7 +327,7 @@ net::awaitable<bool> forward_request(forward_args a) {
                 } else {
                     ep = make_endpoint(*next, "", a.snap.default_tls, true);
                     if (next->scheme == "https" && !ep.tls) {
-                        co_return co_await reply_failure(a, {errc::redirect_invalid, "no TLS context"}, "");
+                        co_return co_await reply_failure(a, errc::redirect_invalid, "no TLS context", "");
                     }
                 }
                 url = *next;

@@ -1,7 +1,9 @@
 // Which header fields cross the proxy (RFC 9110 §7.6.1): hop-by-hop fields
-// never do, every end-to-end field does, in its original order and with
-// every repeated line kept (containerd sends one `Accept` line per media
-// type; collapsing them changes what a registry answers).
+// never do, every end-to-end field does, with every repeated line kept in
+// its order (containerd sends one `Accept` line per media type; collapsing
+// them changes what a registry answers). Beast's fields container keeps the
+// lines of one name together; order between different names carries no
+// meaning in HTTP.
 //
 // Owns: pure functions over beast::http::fields. No thread affinity.
 #pragma once

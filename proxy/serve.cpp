@@ -123,9 +123,9 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
         trigger.pending = false;
         std::string failure_text;
         try {
-            auto next = co_await net::co_spawn(
-                control, load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override),
-                net::use_awaitable);
+            // Built outside the co_await: GCC 12 mishandles non-trivial temporaries inside it.
+            auto load = load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override);
+            auto next = co_await net::co_spawn(control, std::move(load), net::use_awaitable);
             for (const auto& w : next->warnings) {
                 log->warn("{}", w);
             }

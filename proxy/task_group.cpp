@@ -9,17 +9,21 @@ namespace acp::proxy {
 void task_group::spawn(const net::any_io_executor& ex, net::awaitable<void> task, std::shared_ptr<entry> e) {
     entries_.push_back(e);
     auto& slot_owner = *e;
-    net::co_spawn(ex, std::move(task),
-                  net::bind_cancellation_slot(slot_owner.signal.slot(), [this, e](std::exception_ptr ep) {
-                      if (ep) {
-                          try {
-                              std::rethrow_exception(ep);
-                          } catch (const std::exception& ex_) {
-                              logging::logger("proxy")->error("{} task ended by an exception: {}", name_, ex_.what());
-                          }
-                      }
-                      remove(e);
-                  }));
+    net::co_spawn(
+        ex, std::move(task), net::bind_cancellation_slot(slot_owner.signal.slot(), [this, e](std::exception_ptr ep) {
+            if (ep) {
+                try {
+                    std::rethrow_exception(ep);
+                } catch (const boost::system::system_error& se) {
+                    if (se.code() != net::error::operation_aborted) {  // cancelled at shutdown: expected
+                        logging::logger("proxy")->error("{} task ended by an exception: {}", name_, se.what());
+                    }
+                } catch (const std::exception& ex_) {
+                    logging::logger("proxy")->error("{} task ended by an exception: {}", name_, ex_.what());
+                }
+            }
+            remove(e);
+        }));
 }
 
 void task_group::remove(const std::shared_ptr<entry>& e) {
