@@ -138,7 +138,7 @@ acr_password_store::acr_password_store(acr_password_store_options opts)
     }
     if (!env_.getenv && !env_.read_file) {
         env_.getenv = [](const std::string& name) -> std::optional<std::string> {
-            const char* v = std::getenv(name.c_str());
+            const char* v = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): nobody calls setenv
             return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
         };
     }
@@ -151,8 +151,9 @@ acr_password_store::acr_password_store(acr_password_store_options opts)
     const auto& cfg = *cfg_;
     const auto& ali = cfg.alibaba;
 
-    impl_->ctx =
-        std::unique_ptr<provider_context>(new provider_context{*http_, *clock_, cfg, env_, &metrics_, {}, nonce_});
+    // An aggregate holding references: braces, so no make_unique.
+    impl_->ctx = std::unique_ptr<provider_context>(  // NOLINT(modernize-make-unique)
+        new provider_context{*http_, *clock_, cfg, env_, &metrics_, {}, nonce_});
     impl_->ctx->sts_endpoint = [this] {
         return resolve_sts_endpoint(*cfg_, env_, node_region());
     };

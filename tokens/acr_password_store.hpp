@@ -147,6 +147,8 @@ public:
     explicit acr_password_store(acr_password_store_options opts);
     acr_password_store(const acr_password_store&) = delete;
     acr_password_store& operator=(const acr_password_store&) = delete;
+    acr_password_store(acr_password_store&&) = delete;
+    acr_password_store& operator=(acr_password_store&&) = delete;
     ~acr_password_store();
 
     /// Starts the control and waiter threads; returns at once.

@@ -22,6 +22,8 @@ public:
     clock_source() = default;
     clock_source(const clock_source&) = delete;
     clock_source& operator=(const clock_source&) = delete;
+    clock_source(clock_source&&) = delete;
+    clock_source& operator=(clock_source&&) = delete;
     virtual ~clock_source() = default;
 
     [[nodiscard]] virtual time_point now() const = 0;

@@ -12,7 +12,7 @@ namespace acp::tokens {
 
 namespace {
 
-constexpr std::size_t max_body = 1024 * 1024;
+constexpr std::size_t max_body = std::size_t{1024} * 1024;
 
 std::string to_lower(std::string_view s) {
     std::string out(s);
@@ -71,6 +71,7 @@ std::string no_proxy_list() {
     // Loopback never goes through a proxy; keep whatever the operator excluded.
     std::string list = "127.0.0.1,::1,localhost";
     for (const char* name : {"NO_PROXY", "no_proxy"}) {
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): read once per client, nobody calls setenv
         if (const char* v = std::getenv(name); v != nullptr && *v != '\0') {
             list += ",";
             list += v;
@@ -85,6 +86,8 @@ public:
     curl_http_client() : handle_(curl_easy_init()), no_proxy_(no_proxy_list()) {}
     curl_http_client(const curl_http_client&) = delete;
     curl_http_client& operator=(const curl_http_client&) = delete;
+    curl_http_client(curl_http_client&&) = delete;
+    curl_http_client& operator=(curl_http_client&&) = delete;
     ~curl_http_client() override {
         if (handle_ != nullptr) {
             curl_easy_cleanup(handle_);
@@ -103,7 +106,9 @@ public:
         curl_slist* headers = nullptr;
         bool has_expect = false;
         for (const auto& [name, value] : req.headers) {
-            const std::string line = name + ": " + value;
+            std::string line = name;
+            line += ": ";
+            line += value;
             headers = curl_slist_append(headers, line.c_str());
             has_expect = has_expect || to_lower(name) == "expect";
         }

@@ -47,6 +47,8 @@ public:
     http_client() = default;
     http_client(const http_client&) = delete;
     http_client& operator=(const http_client&) = delete;
+    http_client(http_client&&) = delete;
+    http_client& operator=(http_client&&) = delete;
     virtual ~http_client() = default;
 
     virtual http_outcome perform(const http_request& req) = 0;

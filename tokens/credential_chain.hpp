@@ -38,6 +38,8 @@ public:
     credential_provider() = default;
     credential_provider(const credential_provider&) = delete;
     credential_provider& operator=(const credential_provider&) = delete;
+    credential_provider(credential_provider&&) = delete;
+    credential_provider& operator=(credential_provider&&) = delete;
     virtual ~credential_provider() = default;
 
     /// A credential still valid for `min_validity`, cached or freshly fetched.

@@ -192,7 +192,7 @@ std::optional<time_point> parse_iso8601_utc(std::string_view s) {
         return std::nullopt;
     }
     const std::int64_t days = days_from_civil(year, mon, day);
-    const std::int64_t secs = days * 86400 + hh * 3600 + mm * 60 + ss;
+    const std::int64_t secs = days * 86400 + std::int64_t{hh} * 3600 + std::int64_t{mm} * 60 + std::int64_t{ss};
     return time_point(std::chrono::duration_cast<wall_clock::duration>(std::chrono::seconds(secs)));
 }
 
