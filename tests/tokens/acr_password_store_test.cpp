@@ -568,3 +568,46 @@ TEST_CASE("a store that is not running never leaves a request hanging", "[alibab
     CHECK(got->state == credential_state::unavailable);
     CHECK(got->reason == "the ACR credential store is not running");
 }
+
+TEST_CASE("each base source alone signs the instance's calls", "[alibaba][store]") {
+    SECTION("environment AccessKey") {
+        store_fixture f(json{{"static_keys", {{"LTAI5tEnvExample", "env-secret"}}}});
+        f.vars = {{"ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tEnvExample"},
+                  {"ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret"}};
+        auto& store = f.start();
+        REQUIRE(eventually([&] { return f.state_is(host, credential_state::ready); }));
+        CHECK(f.fake.requests("acr", "GetAuthorizationToken", 200).at(0)["principal"] == "user:LTAI5tEnvExample");
+        CHECK(f.fake.requests("imds", "credentials").empty());
+        CHECK(store.status()[0].identity == "environment AccessKey (ALIBABA_CLOUD_ACCESS_KEY_ID)");
+    }
+    SECTION("RRSA from the pod's environment") {
+        store_fixture f;
+        const std::string role = "acs:ram::1234567890123456:role/acr-pod-role";
+        f.vars = {{"ALIBABA_CLOUD_ROLE_ARN", role},
+                  {"ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1"},
+                  {"ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/tokens/rrsa"}};
+        f.files = {{"/tokens/rrsa", "eyJ-projected"}};
+        auto& store = f.start();
+        REQUIRE(eventually([&] { return f.state_is(host, credential_state::ready); }));
+        CHECK(f.fake.requests("acr", "GetAuthorizationToken", 200).at(0)["principal"] == "oidc-role:" + role);
+        CHECK(store.status()[0].identity == "RRSA role " + role);
+    }
+    SECTION("ECS RAM role in hardened metadata mode") {
+        store_fixture f(json{{"imds", {{"mode", "required"}}}});
+        f.cfg.alibaba.imdsv1_disabled = true;
+        f.start();
+        REQUIRE(eventually([&] { return f.state_is(host, credential_state::ready); }));
+        CHECK(f.fake.requests("imds", "credentials", 200).at(0)["token"] == true);
+    }
+}
+
+TEST_CASE("a transient OpenAPI failure is retried after a short backoff", "[alibaba][store]") {
+    store_fixture f(json{{"fail", {{"GetAuthorizationToken", {{{"status", 500}}}}}}});
+    auto& store = f.start();
+    REQUIRE(eventually([&] { return f.counters().refresh_failure.load() == 1; }));
+    CHECK(store.find(host).state == credential_state::unavailable);
+    CHECK(store.find(host).reason.find("HTTP 500, Code=InternalError") != std::string::npos);
+    f.advance(1s);  // first retry after initial × (0.5 + 0.5 × jitter) = 0.5 s
+    REQUIRE(eventually([&] { return f.state_is(host, credential_state::ready); }));
+    CHECK(f.fake.count("acr", "GetAuthorizationToken") == 2);
+}
