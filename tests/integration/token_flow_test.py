@@ -158,6 +158,16 @@ def error_doc(resp):
         return None
 
 
+def where(needle, paths):
+    """'file:line' of the first log line holding `needle` (a string or a compiled pattern)."""
+    for path in paths:
+        with open(path, errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if (needle.search(line) if hasattr(needle, "search") else needle in line):
+                    return f"{path}:{n}"
+    return "(not found line by line)"
+
+
 class Base(harness.TestCaseBase):
     proxy = None
 
@@ -182,8 +192,9 @@ class Base(harness.TestCaseBase):
         return [self.proxy] if self.proxy else []
 
     def assert_no_secret(self, text, what):
-        for pw in ALL_PASSWORDS:
-            self.assertNotIn(pw, text, f"a password reached {what}")
+        # assertFalse, not assertNotIn: a failure must not print the secret it found.
+        for i, pw in enumerate(ALL_PASSWORDS):
+            self.assertFalse(pw in text, f"password #{i} reached {what}")
         self.assertIsNone(JWT_SHAPE.search(text), f"a token reached {what}")
 
 
@@ -587,16 +598,18 @@ class T8_NoSecretsInLogs(Base):
         secrets_used = list(ALL_PASSWORDS)
         for user, pw in ((USER, PASSWORD), (USER, WRONG_PASSWORD), (ROTOR, ROTOR_PW1), (ROTOR, ROTOR_PW2)):
             secrets_used.append(base64.b64encode(f"{user}:{pw}".encode()).decode())
-        for s in secrets_used:
-            self.assertNotIn(s, text, "a password or Basic value reached a proxy log")
-        self.assertNotIn(World.token_header_b64, text, "the first segment of a token reached a proxy log")
+        # assertFalse, not assertNotIn: a failure names the log and line, never prints the secret.
+        for i, s in enumerate(secrets_used):
+            self.assertFalse(s in text, f"secret #{i} (password or Basic value) reached a proxy log: {where(s, logs)}")
+        self.assertFalse(World.token_header_b64 in text,
+                         f"the first segment of a token reached a proxy log: {where(World.token_header_b64, logs)}")
         # The detectors find what they look for (a planted token and Basic value).
         planted = World.tr.token([scope(APP)])
         self.assertIsNotNone(JWT_SHAPE.search(f"x {planted} y"))
         self.assertIn(World.token_header_b64, planted)
-        m = JWT_SHAPE.search(text)
-        self.assertIsNone(m, f"a token-shaped string reached a proxy log at offset {m.start() if m else 0}")
-        self.assertIsNone(re.search(r"Bearer [A-Za-z0-9._~+/-]{16,}", text), "a Bearer value reached a proxy log")
+        self.assertIsNone(JWT_SHAPE.search(text), f"a token-shaped string reached a proxy log: {where(JWT_SHAPE, logs)}")
+        bearer = re.compile(r"Bearer [A-Za-z0-9._~+/-]{16,}")
+        self.assertIsNone(bearer.search(text), f"a Bearer value reached a proxy log: {where(bearer, logs)}")
         print(f"      {len(logs)} proxy logs, {len(text)} bytes checked", flush=True)
 
 
