@@ -4,6 +4,7 @@
 #include "proxy/header_policy.hpp"
 #include "proxy/local_reply.hpp"
 #include "proxy/redirect_policy.hpp"
+#include "tokens/auth_error.hpp"
 
 #include <boost/beast/http/write.hpp>
 
@@ -104,9 +105,10 @@ net::awaitable<void> discard_response(std::optional<response_parser>& parser,
 
 // Only trivially destructible parameters: GCC 12 destroys non-trivial
 // temporaries of a co_await full-expression twice, so callers pass named locals.
-net::awaitable<bool> reply_failure(forward_args& a, errc code, std::string_view detail, std::string_view credentials) {
+net::awaitable<bool> reply_failure(forward_args& a, error_code code, std::string_view detail,
+                                   std::string_view credentials) {
     a.rc.error = std::string(detail);
-    const auto reply = to_local_reply(make_error_code(code), {a.route.host, a.path.name, credentials, detail});
+    const auto reply = to_local_reply(code, {a.route.host, a.path.name, credentials, detail});
     a.rc.status = static_cast<unsigned>(reply.status);
     a.rc.to_headers = clock::now() - a.rc.start;
     a.keep_alive = a.keep_alive && !a.state.draining;
@@ -115,6 +117,19 @@ net::awaitable<bool> reply_failure(forward_args& a, errc code, std::string_view 
                                    {a.request.version(), a.keep_alive, a.request.method() == http::verb::head, a.rc.id,
                                     a.snap.cfg->timeouts.idle});
     co_return !ec && a.keep_alive && !reply.close;
+}
+
+net::awaitable<bool> reply_failure(forward_args& a, errc code, std::string_view detail, std::string_view credentials) {
+    co_return co_await reply_failure(a, make_error_code(code), detail, credentials);
+}
+
+// An auth provider's error keeps its own category (the token flow's realm
+// failures map to 502/503/504/403 in to_local_reply); anything else is 503.
+error_code provider_error(const error_code& ec) {
+    if (ec.category() == proxy_category() || ec.category() == tokens::auth_category()) {
+        return ec;
+    }
+    return make_error_code(errc::credentials_unavailable);
 }
 
 // Streams the response head at once, then the body through one fixed buffer:
@@ -241,7 +256,8 @@ net::awaitable<bool> forward_request(forward_args a) {
         auto got = co_await std::move(authorize);
         if (!got) {
             const auto detail = got.error().message();
-            co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
+            const auto code = provider_error(got.error());
+            co_return co_await reply_failure(a, code, detail, provider->name());
         }
         injected = std::move(*got);
         a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
@@ -287,14 +303,16 @@ net::awaitable<bool> forward_request(forward_args a) {
                 auto retry = co_await std::move(ask);
                 if (!retry) {
                     const auto detail = retry.error().message();
-                    co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
+                    const auto code = provider_error(retry.error());
+                    co_return co_await reply_failure(a, code, detail, provider->name());
                 }
                 if (*retry) {
                     auto authorize_again = provider->authorize(areq);
                     auto again = co_await std::move(authorize_again);
                     if (!again) {
                         const auto detail = again.error().message();
-                        co_return co_await reply_failure(a, errc::credentials_unavailable, detail, provider->name());
+                        const auto code = provider_error(again.error());
+                        co_return co_await reply_failure(a, code, detail, provider->name());
                     }
                     injected = std::move(*again);
                     a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
