@@ -136,6 +136,10 @@ net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, beas
 net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state, tcp::socket socket,
                                             std::shared_ptr<task_group::entry> entry) {
     beast::tcp_stream stream(std::move(socket));
+    error_code nodelay_ec;
+    // The head and the first body bytes go out as separate writes: without
+    // TCP_NODELAY, Nagle holds the second until the client's delayed ACK (40 ms).
+    stream.socket().set_option(tcp::no_delay(true), nodelay_ec);
     beast::flat_buffer buffer;
     session_io io{&stream, nullptr};
     entry->stop = [&io] {

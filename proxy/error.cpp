@@ -221,6 +221,8 @@ errc from_path_error(routing::path_error e) noexcept {
             return errc::tag_invalid;
         case routing::path_error::digest_invalid:
             return errc::digest_invalid;
+        case routing::path_error::ns_invalid:
+            return errc::name_unknown;  // names no configured registry: the same fast 404, never forwarded
         case routing::path_error::query_invalid:
             return errc::bad_request;
     }

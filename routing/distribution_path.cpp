@@ -136,8 +136,11 @@ boost::system::result<query_params, path_error> parse_query(std::string_view q) 
         const auto eq = pair.find('=');
         auto key = decode_query_component(pair.substr(0, eq));
         auto value = decode_query_component(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-        if (!key || !value) {
+        if (!key) {
             return path_error::query_invalid;
+        }
+        if (!value) {
+            return *key == "ns" ? path_error::ns_invalid : path_error::query_invalid;
         }
         std::optional<std::string>* slot = nullptr;
         if (*key == "ns") {
@@ -150,12 +153,13 @@ boost::system::result<query_params, path_error> parse_query(std::string_view q) 
             continue;
         }
         if (slot->has_value()) {
-            return path_error::query_invalid;  // a repeated parameter is ambiguous: refuse it
+            // A repeated parameter is ambiguous: refuse it.
+            return slot == &out.ns ? path_error::ns_invalid : path_error::query_invalid;
         }
         *slot = std::move(*value);
     }
     if (out.ns && !is_valid_host(*out.ns)) {
-        return path_error::query_invalid;
+        return path_error::ns_invalid;
     }
     if (out.ns) {
         out.ns = to_lower(*out.ns);
@@ -202,6 +206,8 @@ std::string_view to_string(path_error e) noexcept {
             return "invalid tag or digest";
         case path_error::digest_invalid:
             return "invalid digest";
+        case path_error::ns_invalid:
+            return "ns is not a registry host";
         case path_error::query_invalid:
             return "invalid query";
     }

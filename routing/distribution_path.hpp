@@ -30,7 +30,8 @@ enum class path_error {
     name_invalid,    // repository name breaks the grammar or exceeds max_name_length
     tag_invalid,     // manifest reference is neither a valid tag nor a valid digest
     digest_invalid,  // blob reference is not a valid digest
-    query_invalid,   // malformed query, repeated or malformed `ns`, bad `n`/`last`
+    query_invalid,   // malformed query, bad `n`/`last`
+    ns_invalid,      // `ns` repeated, empty or not a host[:port]: names no configured registry
 };
 
 std::string_view to_string(path_error e) noexcept;

@@ -103,4 +103,5 @@ TEST_CASE("path grammar errors map onto proxy errors", "[proxy][errors]") {
     CHECK(from_path_error(path_error::tag_invalid) == errc::tag_invalid);
     CHECK(from_path_error(path_error::digest_invalid) == errc::digest_invalid);
     CHECK(from_path_error(path_error::query_invalid) == errc::bad_request);
+    CHECK(from_path_error(path_error::ns_invalid) == errc::name_unknown);
 }

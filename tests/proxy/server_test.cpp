@@ -69,6 +69,14 @@ TEST_CASE("unknown or missing ns is a fast 404 and is never forwarded", "[proxy]
     CHECK(error_code_of(missing) == "NAME_UNKNOWN");
     auto port_differs = c.get(manifest_path("reg.test:5001"));
     CHECK(port_differs.result_int() == 404);
+    for (const auto* bad_ns : {"", "evil.com%2Freg.test", "reg.test:99999", "reg.test%3A5000%26ns%3Dx"}) {
+        INFO(bad_ns);
+        auto res = c.get(std::string("/v2/library/app/manifests/v1?ns=") + bad_ns);
+        CHECK(res.result_int() == 404);
+        CHECK(error_code_of(res) == "NAME_UNKNOWN");
+    }
+    auto repeated = c.get(manifest_path() + "&ns=" + reg);
+    CHECK(repeated.result_int() == 404);
     CHECK(up.requests().empty());
 }
 
@@ -129,7 +137,7 @@ TEST_CASE("malformed names and references get 400 and are not forwarded", "[prox
         {"/v2/Upper/manifests/v1?ns=" + reg, "NAME_INVALID"},
         {"/v2/app/manifests/-bad?ns=" + reg, "TAG_INVALID"},
         {"/v2/app/blobs/latest?ns=" + reg, "DIGEST_INVALID"},
-        {"/v2/app/manifests/v1?ns=" + reg + "&ns=evil.io", "UNSUPPORTED"},
+        {"/v2/app/manifests/v1?ns=" + reg + "&n=x%zz", "UNSUPPORTED"},
     };
     client c(p.data());
     for (const auto& b : cases) {
