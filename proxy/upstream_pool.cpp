@@ -25,11 +25,19 @@ std::string describe_tls_error(const error_code& ec, SSL* ssl) {
 
 }  // namespace
 
+// Beast sizes each read by the buffer's free capacity: a buffer left at the
+// size of the response head would read a blob a kilobyte at a time.
+constexpr std::size_t read_buffer_capacity = 64 * 1024;
+
 upstream_connection::upstream_connection(plain_stream s, std::string pool_key)
-    : stream_(std::in_place_index<0>, std::move(s)), pool_key_(std::move(pool_key)) {}
+    : stream_(std::in_place_index<0>, std::move(s)), pool_key_(std::move(pool_key)) {
+    buffer_.reserve(read_buffer_capacity);
+}
 
 upstream_connection::upstream_connection(tls_stream s, std::shared_ptr<net::ssl::context> ctx, std::string pool_key)
-    : tls_ctx_(std::move(ctx)), stream_(std::in_place_index<1>, std::move(s)), pool_key_(std::move(pool_key)) {}
+    : tls_ctx_(std::move(ctx)), stream_(std::in_place_index<1>, std::move(s)), pool_key_(std::move(pool_key)) {
+    buffer_.reserve(read_buffer_capacity);
+}
 
 beast::tcp_stream& upstream_connection::tcp() noexcept {
     if (auto* p = std::get_if<plain_stream>(&stream_)) {
