@@ -4,8 +4,39 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <fmt/format.h>
 
 namespace acp::proxy {
+namespace {
+
+// Prometheus text lines for the credential store's samples.
+std::string render_samples(const std::vector<tokens::metric_sample>& samples) {
+    std::string out;
+    for (const auto& m : samples) {
+        out += m.name;
+        if (!m.labels.empty()) {
+            out += '{';
+            bool first = true;
+            for (const auto& [k, v] : m.labels) {
+                out += first ? "" : ",";
+                out += k + "=\"";
+                for (const char c : v) {
+                    if (c == '\\' || c == '"') {
+                        out += '\\';
+                    }
+                    out += c == '\n' ? ' ' : c;
+                }
+                out += '"';
+                first = false;
+            }
+            out += '}';
+        }
+        out += ' ' + fmt::format("{}", m.value) + '\n';
+    }
+    return out;
+}
+
+}  // namespace
 
 http::response<http::string_body> admin_response(const server_state& state, http::verb method,
                                                  std::string_view target) {
@@ -22,13 +53,29 @@ http::response<http::string_body> admin_response(const server_state& state, http
         res.body() = "ok\n";
     } else if (path == "/readyz") {
         const auto snap = state.snapshots.load();
-        const bool ready = state.listening && !state.draining && snap != nullptr;
-        res.result(ready ? http::status::ok : http::status::service_unavailable);
-        res.body() = ready ? "ready\n" : (state.draining ? "draining\n" : "not listening\n");
+        const bool serving = state.listening && !state.draining && snap != nullptr;
+        const bool credentials = state.acr == nullptr || state.acr->ready();
+        res.result(serving && credentials ? http::status::ok : http::status::service_unavailable);
+        if (!serving) {
+            res.body() = state.draining ? "draining\n" : "not listening\n";
+        } else if (!credentials) {
+            res.body() = "not ready: ACR credentials\n";
+            for (const auto& inst : state.acr->status()) {
+                if (!inst.ready) {
+                    res.body() += "  instance " + inst.instance + ": " +
+                                  (inst.reason.empty() ? std::string("no password yet") : inst.reason) + "\n";
+                }
+            }
+        } else {
+            res.body() = "ready\n";
+        }
     } else if (path == "/metrics") {
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         res.body() = state.stats.render();
+        if (state.acr != nullptr) {
+            res.body() += render_samples(state.acr->collect_metrics());
+        }
     } else {
         res.body() = "not found\n";
     }

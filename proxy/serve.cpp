@@ -4,16 +4,19 @@
 #include "proxy/config_watch.hpp"
 #include "proxy/server.hpp"
 #include "proxy/snapshot.hpp"
+#include "tokens/acr_password_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
 #include <csignal>
+#include <functional>
 
 namespace acp::proxy {
 namespace {
@@ -42,9 +45,31 @@ struct reload_trigger {
 };
 
 // Runs on the control thread: file reads and CA bundle loading stay off the event loop.
+// ACR instances without configured domains serve the domains the store
+// discovered (ListInstanceEndpoint), so those become routes too.
+std::shared_ptr<const config::config> with_discovered_domains(std::shared_ptr<const config::config> cfg,
+                                                              const tokens::acr_password_store* acr) {
+    if (acr == nullptr) {
+        return cfg;
+    }
+    const auto found = acr->snapshot();
+    if (!found || found->instances.size() != cfg->acr_instances.size()) {
+        return cfg;
+    }
+    auto out = std::make_shared<config::config>(*cfg);
+    for (std::size_t i = 0; i < out->acr_instances.size(); ++i) {
+        auto& inst = out->acr_instances[i];
+        if (inst.domains.empty() && found->instances[i].instance_id == inst.instance_id) {
+            inst.domains = found->instances[i].domains;
+        }
+    }
+    return out;
+}
+
 net::awaitable<std::shared_ptr<const snapshot>> load_snapshot(config::load_options from,
                                                               std::optional<config::listen_address> listen,
-                                                              std::optional<config::listen_address> admin_listen) {
+                                                              std::optional<config::listen_address> admin_listen,
+                                                              tokens::auth_environment env) {
     auto loaded = config::load(from);
     static const auto log = logging::logger("config");
     for (const auto& w : loaded.warnings) {
@@ -57,7 +82,13 @@ net::awaitable<std::shared_ptr<const snapshot>> load_snapshot(config::load_optio
     if (admin_listen) {
         cfg->admin_listen = *admin_listen;
     }
-    co_return build_snapshot(std::move(cfg));
+    if (env.acr != nullptr && (cfg->acr_instances != env.acr->configured_instances() ||
+                               !(cfg->alibaba == env.acr->configured_alibaba()))) {
+        static const auto log_acr = logging::logger("tokens");
+        log_acr->warn("acrInstances or alibaba settings changed: they take effect after a restart; "
+                      "the running ACR credential store keeps its instances");
+    }
+    co_return build_snapshot(with_discovered_domains(std::move(cfg), env.acr), env);
 }
 
 net::awaitable<bool> cancelled() {
@@ -103,7 +134,7 @@ net::awaitable<void> watch_files(config_watch& watch, reload_trigger& trigger) {
 }
 
 net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_trigger& trigger,
-                                 net::thread_pool::executor_type control) {
+                                 net::thread_pool::executor_type control, tokens::auth_environment env) {
     static const auto log = logging::logger("config");
     auto ex = co_await net::this_coro::executor;
     for (;;) {
@@ -124,7 +155,7 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
         std::string failure_text;
         try {
             // Built outside the co_await: GCC 12 mishandles non-trivial temporaries inside it.
-            auto load = load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override);
+            auto load = load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override, env);
             auto next = co_await net::co_spawn(control, std::move(load), net::use_awaitable);
             for (const auto& w : next->warnings) {
                 log->warn("{}", w);
@@ -155,12 +186,16 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
 }
 
 net::awaitable<void> run_lifecycle(server* srv, net::signal_set* signals, serve_options opts,
-                                   net::thread_pool::executor_type control) {
+                                   net::thread_pool::executor_type control, tokens::auth_environment env,
+                                   std::shared_ptr<std::function<void()>> on_discovery) {
     auto ex = co_await net::this_coro::executor;
     reload_trigger trigger(ex);
+    // Newly discovered ACR domains become routes through an ordinary reload.
+    *on_discovery = [&trigger] { trigger.fire(); };
     config_watch watch(ex, opts.reload_from.config_file, opts.reload_from.acr_configuration_dir);
     co_await (wait_for_stop(*signals, trigger) ||
-              (watch_files(watch, trigger) || reload_loop(*srv, opts, trigger, control)));
+              (watch_files(watch, trigger) || reload_loop(*srv, opts, trigger, control, env)));
+    *on_discovery = nullptr;
     watch.close();
     signals->clear();
     co_await srv->shutdown();
@@ -174,9 +209,28 @@ int serve(const serve_options& opts) {
     // Signals first: a SIGTERM during startup must not kill the process uncleanly.
     net::io_context ioc{1};
     net::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
+    // The node's ACR temporary passwords: fetched and refreshed on the store's
+    // own control thread; the data path only reads its snapshots.
+    std::unique_ptr<tokens::acr_password_store> acr;
+    auto on_discovery = std::make_shared<std::function<void()>>();
+    auto env = tokens::auth_environment::process();
     std::shared_ptr<const snapshot> snap;
     try {
-        snap = build_snapshot(opts.initial);
+        if (!opts.initial->acr_instances.empty()) {
+            tokens::acr_password_store_options so;
+            so.cfg = opts.initial;
+            acr = std::make_unique<tokens::acr_password_store>(std::move(so));
+            acr->on_domains_changed([&ioc, on_discovery](const std::vector<std::string>&) {
+                net::post(ioc, [on_discovery] {
+                    if (*on_discovery) {
+                        (*on_discovery)();
+                    }
+                });
+            });
+            acr->start();
+            env.acr = acr.get();
+        }
+        snap = build_snapshot(with_discovered_domains(opts.initial, acr.get()), env);
     } catch (const std::exception& e) {
         log->error("configuration: {}", e.what());
         return 2;
@@ -186,6 +240,7 @@ int serve(const serve_options& opts) {
     }
 
     server srv(ioc, snap);
+    srv.state()->acr = acr.get();
     std::string what;
     if (auto ec = srv.listen(what)) {
         log->error("cannot {}: {}", what, ec.message());
@@ -197,13 +252,16 @@ int serve(const serve_options& opts) {
 
     net::thread_pool control(1);
     std::exception_ptr failed;
-    net::co_spawn(ioc, run_lifecycle(&srv, &signals, opts, control.get_executor()),
+    net::co_spawn(ioc, run_lifecycle(&srv, &signals, opts, control.get_executor(), env, on_discovery),
                   [&ioc, &failed](std::exception_ptr e) {
                       failed = e;
                       ioc.stop();
                   });
     ioc.run();
     control.join();
+    if (acr) {
+        acr->stop();
+    }
     if (failed) {
         try {
             std::rethrow_exception(failed);

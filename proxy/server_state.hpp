@@ -10,6 +10,7 @@
 #include "proxy/snapshot.hpp"
 #include "proxy/task_group.hpp"
 #include "proxy/upstream_pool.hpp"
+#include "tokens/acr_password_store.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -28,6 +29,9 @@ struct server_state {
     task_group rejects{"reject"};
     bool listening = false;  // the data listener is accepting
     bool draining = false;   // SIGTERM received: no new requests on kept-alive connections
+    /// The node's ACR temporary passwords, owned by serve(); null without ACR
+    /// instances. Read lock-free (readiness, metrics).
+    const tokens::acr_password_store* acr = nullptr;
 
     /// A request id unique within this process run: a random prefix and a counter.
     std::string next_request_id();

@@ -173,6 +173,9 @@ public:
     // --- admin / readiness / route table -----------------------------------------------
 
     [[nodiscard]] std::shared_ptr<const store_snapshot> snapshot() const { return snapshot_.load(); }
+    /// What the store was built from (a reload that changes these needs a restart).
+    [[nodiscard]] const std::vector<config::acr_instance>& configured_instances() const { return cfg_->acr_instances; }
+    [[nodiscard]] const config::alibaba_config& configured_alibaba() const { return cfg_->alibaba; }
     [[nodiscard]] std::vector<instance_status> status() const;
     /// True when every instance has a valid password and known domains.
     [[nodiscard]] bool ready() const;

@@ -130,7 +130,14 @@ net::awaitable<boost::system::result<authorization>> token_auth_provider::author
     switch (scheme_) {
         case scheme::unknown:
             if (!opts_.preemptive_basic) {
-                co_return authorization{};  // first contact: the registry's challenge tells us what it wants
+                // First contact: the registry's challenge tells us what it wants. But
+                // without credentials to answer it there is no point asking: 503 now
+                // (this also waits, bounded, for a first ACR password being fetched).
+                auto creds = co_await basic_(req);
+                if (auto* f = std::get_if<token_failure>(&creds)) {
+                    co_return to_error_code(*f);
+                }
+                co_return authorization{};
             }
             [[fallthrough]];
         case scheme::basic: {

@@ -242,6 +242,11 @@ TEST_CASE("malformed challenges and missing credentials are errors, not guesses"
         co_return token_failure{token_failure::kind::credentials_unavailable, "ACR password for cri-x not fetched yet"};
     };
     token_auth_provider p(acr_options(), none, realm.fn(io));
+    // No credentials at all: 503 at once, before any upstream round trip.
+    const auto first = run(io, p.authorize(app_pull));
+    REQUIRE_FALSE(first.has_value());
+    CHECK(first.error() == make_error_code(auth_errc::credentials_unavailable));
+
     const auto bad = run(io, p.on_unauthorized(app_pull, auth_challenge{401, {R"(Bearer realm="https://x)"}, {}}));
     REQUIRE_FALSE(bad.has_value());
     CHECK(bad.error() == make_error_code(auth_errc::bad_challenge));
