@@ -31,6 +31,8 @@ public:
     [[nodiscard]] std::string imds_url() const { return url(imds_port_); }
     [[nodiscard]] std::string sts_url() const { return url(sts_port_); }
     [[nodiscard]] std::string acr_url() const { return url(acr_port_); }
+    /// The knob endpoint (also POST /check_password for a fake token realm).
+    [[nodiscard]] std::string control_url() const { return url(control_port_); }
 
     /// Deep-merges `patch` into the knobs (see DEFAULT_KNOBS in fake_alibaba.py).
     void configure(const nlohmann::json& patch);

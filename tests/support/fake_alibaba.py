@@ -14,7 +14,8 @@ stdout: {"imds": P, "sts": P, "acr": P, "control": P}):
            GET /tokens) and ListInstanceEndpoint, verifying the ACS3-HMAC-SHA256
            signature, x-acs-content-sha256, date, nonce and the STS security
            token; EE, Personal and error answer shapes as documented.
-  control  test knobs: POST /config (deep merge), POST /now, GET /stats, POST /reset.
+  control  test knobs: POST /config (deep merge), POST /now, GET /stats, POST /reset,
+           POST /check_password {"username","password"} (for a fake token realm).
 
 The signature checks are written here from the documented algorithms with the
 Python standard library (urllib.parse.quote, hashlib, hmac) and share no code
@@ -123,6 +124,7 @@ class State:
         self.imds_cred = None   # AccessKeyId of the role credential IMDS currently hands out
         self.nonces = set()
         self.requests = []      # one record per request
+        self.passwords = {}     # temporary password -> {username, expires_ms, instance}
 
     def now_ms(self):
         with self.lock:
@@ -584,7 +586,7 @@ class AcrHandler(Handler):
             expires = self.password_expiry(now, cred_expires)
             rec["status"] = 200
             STATE.record(rec)
-            return self.send(200, {"data": {"authorizationToken": self.password(), "tempUserName": "cr_temp_user",
+            return self.send(200, {"data": {"authorizationToken": self.password(expires, ""), "tempUserName": "cr_temp_user",
                                             "expireDate": expires}, "requestId": rid})
         if path != "/" or version != "2018-12-01" or method not in ("POST", "GET"):
             return fail(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
@@ -606,7 +608,7 @@ class AcrHandler(Handler):
             rec["expire_time"] = expires
             STATE.record(rec)
             return self.send(200, {"RequestId": rid, "ExpireTime": expires, "Code": "success", "IsSuccess": True,
-                                   "TempUsername": "cr_temp_user", "AuthorizationToken": self.password()})
+                                   "TempUsername": "cr_temp_user", "AuthorizationToken": self.password(expires, instance_id)})
         if action == "ListInstanceEndpoint":
             rec["module"] = query.get("ModuleName")
             inst = knobs["instances"].get(instance_id)
@@ -630,9 +632,12 @@ class AcrHandler(Handler):
         return exp
 
     @staticmethod
-    def password():
+    def password(expires_ms, instance_id):
         # The documented example password contains ':' - clients must not split it.
-        return secrets.token_urlsafe(12) + ":" + secrets.token_urlsafe(24)
+        pw = secrets.token_urlsafe(12) + ":" + secrets.token_urlsafe(24)
+        with STATE.lock:
+            STATE.passwords[pw] = {"username": "cr_temp_user", "expires_ms": expires_ms, "instance": instance_id}
+        return pw
 
 
 # ---------------------------------------------------------------------------------------
@@ -658,6 +663,15 @@ class ControlHandler(Handler):
             with STATE.lock:
                 STATE.requests = []
             return self.send(200, {"ok": True})
+        if method == "POST" and path == "/check_password":
+            # For a fake token realm in integration tests: is this Basic login one
+            # of the temporary passwords issued here, and still valid (fake clock)?
+            req = json.loads(body or b"{}")
+            with STATE.lock:
+                p = STATE.passwords.get(req.get("password", ""))
+            valid = bool(p) and p["username"] == req.get("username") and p["expires_ms"] > STATE.now_ms()
+            return self.send(200, {"valid": valid, "instance": p["instance"] if p else None,
+                                   "expires_ms": p["expires_ms"] if p else None})
         if method == "POST" and path == "/expire_imds_tokens":
             with STATE.lock:
                 STATE.imds_tokens.clear()

@@ -295,3 +295,26 @@ TEST_CASE("OpenAPI failures carry Code, Message and the RAM hint", "[alibaba][ac
               std::string::npos);
     }
 }
+
+TEST_CASE("the fake remembers issued passwords for a fake token realm to check", "[alibaba][acr_openapi]") {
+    acr_fixture f;
+    const auto p = f.api.get_authorization_token(f.fake.acr_url(), instance, static_key());
+    REQUIRE(p.ok());
+    auto http = make_curl_http_client();
+    const auto check = [&](const std::string& user, const std::string& password) {
+        http_request req;
+        req.method = "POST";
+        req.url = f.fake.control_url() + "/check_password";
+        req.body = json{{"username", user}, {"password", password}}.dump();
+        const auto out = http->perform(req);
+        REQUIRE(out.response);
+        return json::parse(out.response->body);
+    };
+    const auto ok = check(p->username, p->password.reveal());
+    CHECK(ok["valid"] == true);
+    CHECK(ok["instance"] == instance);
+    CHECK(check(p->username, "nope")["valid"] == false);
+    f.clock.advance(61min);
+    f.fake.set_now(f.clock.now());
+    CHECK(check(p->username, p->password.reveal())["valid"] == false);  // expired
+}
