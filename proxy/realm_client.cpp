@@ -17,12 +17,15 @@ tokens::token_failure transport_failure(const failure& f) {
 
 net::awaitable<std::variant<tokens::realm_response, tokens::token_failure>> fetch_from_realm(
     tokens::realm_request rr, std::shared_ptr<net::ssl::context> tls, bool verify_peer,
-    config::timeout_config timeouts) {
+    std::shared_ptr<net::ssl::context> system_tls, config::timeout_config timeouts) {
     using k = tokens::token_failure::kind;
     http_url origin{rr.realm.scheme, rr.realm.host, rr.realm.port, "/"};
     if (origin.scheme == "https" && !tls) {
-        tls = make_client_tls_context("", false);  // an http registry with an https realm: system bundle
+        tls = std::move(system_tls);  // an http registry with an https realm: the system bundle
         verify_peer = true;
+    }
+    if (origin.scheme == "https" && !tls) {
+        co_return tokens::token_failure{k::realm_unreachable, "no TLS context for realm " + origin.authority()};
     }
     const auto ep = make_endpoint(origin, "", origin.scheme == "https" ? tls : nullptr, verify_peer);
     auto made = co_await connect_upstream(ep, timeouts.upstream_connect);
@@ -76,9 +79,10 @@ net::awaitable<std::variant<tokens::realm_response, tokens::token_failure>> fetc
 }  // namespace
 
 tokens::realm_fetch_fn make_realm_fetcher(std::shared_ptr<net::ssl::context> tls, bool verify_peer,
+                                          std::shared_ptr<net::ssl::context> system_tls,
                                           config::timeout_config timeouts) {
-    return [tls = std::move(tls), verify_peer, timeouts](tokens::realm_request rr) {
-        return fetch_from_realm(std::move(rr), tls, verify_peer, timeouts);
+    return [tls = std::move(tls), verify_peer, system_tls = std::move(system_tls), timeouts](tokens::realm_request rr) {
+        return fetch_from_realm(std::move(rr), tls, verify_peer, system_tls, timeouts);
     };
 }
 

@@ -20,9 +20,10 @@
 namespace acp::proxy {
 
 /// A realm fetcher for one route. `tls` is the route's client context (its
-/// caFile / system bundle; null for http registries, in which case an https
-/// realm is verified against the system bundle).
+/// caFile / system bundle); for an http registry it is null and an https
+/// realm is verified with `system_tls` (built off the event loop).
 tokens::realm_fetch_fn make_realm_fetcher(std::shared_ptr<net::ssl::context> tls, bool verify_peer,
+                                          std::shared_ptr<net::ssl::context> system_tls,
                                           config::timeout_config timeouts);
 
 }  // namespace acp::proxy

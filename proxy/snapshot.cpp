@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -95,9 +96,13 @@ std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::con
     // Providers last: the token flow reaches a route's realm with the route's TLS settings.
     auto auth_env = env;
     if (!auth_env.realm_fetcher) {
-        auth_env.realm_fetcher = [snap = s.get()](const routing::route& r) {
+        // An http registry (explicit override) may still name an https realm.
+        const bool any_http = std::any_of(s->routes.routes().begin(), s->routes.routes().end(),
+                                          [](const routing::route& r) { return r.upstream.scheme == "http"; });
+        auto system_tls = any_http ? context_for("", false) : nullptr;
+        auth_env.realm_fetcher = [snap = s.get(), system_tls](const routing::route& r) {
             const auto* ep = snap->endpoint_for(r);
-            return make_realm_fetcher(ep != nullptr ? ep->tls : nullptr, ep == nullptr || ep->verify_peer,
+            return make_realm_fetcher(ep != nullptr ? ep->tls : nullptr, ep == nullptr || ep->verify_peer, system_tls,
                                       snap->cfg->timeouts);
         };
     }

@@ -61,7 +61,9 @@ std::shared_ptr<auth_provider> static_provider(const routing::route& r, config::
 // store) for the first fetch.
 basic_source_fn acr_basic_source(acr_password_store* store) {
     return [store](const auth_request& req) -> net::awaitable<std::variant<config::secret, token_failure>> {
-        const auto answer = co_await store->async_get(req.registry, net::use_awaitable);
+        auto host = req.registry;  // named: no non-trivial temporary inside the co_await (GCC 12)
+        auto wait = store->async_get(std::move(host), net::use_awaitable);
+        const auto answer = co_await std::move(wait);
         switch (answer.state) {
             case credential_state::ready:
                 co_return config::secret(answer.credential->authorization());
@@ -74,8 +76,7 @@ basic_source_fn acr_basic_source(acr_password_store* store) {
             case credential_state::unavailable:
                 break;
         }
-        co_return token_failure{token_failure::kind::credentials_unavailable,
-                                "ACR instance " + answer.instance + ": " + answer.reason};
+        co_return token_failure{token_failure::kind::credentials_unavailable, answer.reason};  // names the instance
     };
 }
 

@@ -67,7 +67,8 @@ net::awaitable<fetch_result> fetch_token(basic_source_fn basic, realm_fetch_fn f
         co_return *f;
     }
     realm_request rr{realm, token_request_target(realm, service, scopes), std::get<config::secret>(std::move(creds))};
-    auto answer = co_await fetch(std::move(rr));
+    auto exchange = fetch(std::move(rr));
+    auto answer = co_await std::move(exchange);
     if (auto* f = std::get_if<token_failure>(&answer)) {
         log->warn("{}: token realm {} for {} failed: {}", provider_name, describe(realm), req.registry, f->detail);
         co_return *f;
@@ -169,7 +170,10 @@ net::awaitable<boost::system::result<authorization>> token_auth_provider::bearer
     auto [key, scopes] = scopes_for(req);
     auto fetch = [basic = basic_, fetch = fetch_, req, realm = bearer_->realm, service = bearer_->service, scopes,
                   name = opts_.name]() { return fetch_token(basic, fetch, req, realm, service, scopes, name); };
-    auto got = co_await cache_->get(std::move(key), std::move(fetch));
+    // Awaitables built before co_await: GCC 12 destroys non-trivial temporaries
+    // of a co_await full-expression twice.
+    auto lookup = cache_->get(std::move(key), std::move(fetch));
+    auto got = co_await std::move(lookup);
     if (auto* f = std::get_if<token_failure>(&got)) {
         co_return to_error_code(*f);
     }
