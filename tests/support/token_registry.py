@@ -38,6 +38,10 @@ repositories each user may access, the OAuth2 POST answer, and faults
 (inject(): status codes, delays, garbage bodies, dropped connections, tokens
 signed by an untrusted key, answers with no token) for the next N realm
 requests or until cleared.
+Opt-in `password_check_url` knob: the realm asks that URL (fake_alibaba.py's
+control POST /check_password) whether a Basic login is valid instead of
+looking at `users`, so it accepts exactly the fake ACR's temporary passwords;
+stats()["password_checks"] lists the answers (user, valid, expires_ms).
 
 stats() (also GET <token server>/_stats) counts realm requests per scope, per
 status and per user, the tokens issued per scope, requests in flight and
@@ -251,6 +255,10 @@ _KNOBS = {
     "oauth": "404",  # POST answer: "404" | "405" | "400" | "401" | "token"
     "allowed": None,  # {user: {glob: [actions]}} or None (everyone: pull,push everywhere)
     "require_service": True,  # 400 when ?service= is not ours
+    # Opt-in: a URL (e.g. fake_alibaba.py's control /check_password) the realm
+    # POSTs {"username", "password"} to instead of looking at `users`; it accepts
+    # the login iff the answer is {"valid": true}. None: `users` decide.
+    "password_check_url": None,
 }
 _FAULT_KINDS = ("ok", "status", "garbage", "close", "untrusted_key", "no_token")
 _LOG_KEEP = 20000
@@ -299,6 +307,7 @@ class _State:
         self.by_method = {}
         self.tokens_issued = 0
         self.log = []
+        self.password_checks = []  # password_check_url answers: {t, user, valid, expires_ms}; no secret
 
     def stats(self):
         return {
@@ -313,6 +322,7 @@ class _State:
             "max_in_flight": self.max_in_flight,
             "pending_faults": [dict(f) for f in self.faults],
             "log": list(self.log),
+            "password_checks": list(self.password_checks),
         }
 
     def take_fault(self, scopes):
@@ -368,6 +378,26 @@ class _State:
 
 def _error_body(code, message):
     return json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
+
+
+def _password_check(state, url, creds):
+    """Asks the password_check_url whether (user, password) is a valid login; records the answer."""
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps({"username": creds[0], "password": creds[1]}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.loads(resp.read())
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"password check at {url} failed: {type(e).__name__}\n")
+        return False
+    valid = answer.get("valid") is True
+    with state.lock:
+        state.password_checks.append({"t": time.time(), "user": creds[0], "valid": valid,
+                                      "expires_ms": answer.get("expires_ms")})
+        del state.password_checks[:-_LOG_KEEP]
+    return valid
 
 
 def _make_handler(state):
@@ -513,8 +543,13 @@ def _make_handler(state):
                 return 400
             with state.lock:
                 expected = state.users.get(creds[0]) if creds and creds[0] else None
-            if creds is None or creds[1] is None or expected is None or not secrets.compare_digest(
-                    creds[1].encode(), expected.encode()):
+                check_url = state.knobs["password_check_url"]
+            if check_url is not None:
+                accepted = creds is not None and creds[1] is not None and _password_check(state, check_url, creds)
+            else:
+                accepted = not (creds is None or creds[1] is None or expected is None or not secrets.compare_digest(
+                    creds[1].encode(), expected.encode()))
+            if not accepted:
                 what = "authentication required" if creds is None else "incorrect username or password"
                 self._send(401, _error_body("UNAUTHORIZED", what),
                            headers=[("WWW-Authenticate", 'Basic realm="acp-test-dockerauth"')])
@@ -774,7 +809,7 @@ class TokenRegistry:
 
     def configure(self, **knobs):
         """Changes knobs at runtime: lifetime, expires_in, send_expires_in, send_issued_at,
-        fields, leeway_compensation, oauth, allowed, require_service."""
+        fields, leeway_compensation, oauth, allowed, require_service, password_check_url."""
         self.knobs.update(knobs)
         return self._control(set=knobs)
 
