@@ -116,6 +116,7 @@ boost::system::error_code to_error_code(const token_failure& f) {
         case k::realm_bad_response: return auth_errc::realm_bad_response;
         case k::shutting_down: return auth_errc::shutting_down;
         case k::cancelled: return boost::asio::error::operation_aborted;
+        case k::backing_off: return auth_errc::credentials_unavailable;
     }
     return auth_errc::realm_bad_response;
 }

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <optional>
+#include <random>
 
 namespace asio = boost::asio;
 
@@ -19,6 +20,7 @@ struct token_cache::entry {
     time_point refresh_at{};
     std::optional<token_failure> failure;
     time_point failure_until{};
+    unsigned consecutive_failures = 0;
     bool fetching = false;
     std::uint64_t generation = 0;  // bumped when a fetch completes
     std::shared_ptr<asio::steady_timer> wake;  // waiters sleep on it; cancelled when a fetch completes
@@ -32,7 +34,18 @@ using time_point = std::chrono::steady_clock::time_point;
 struct fetch_context {
     token_cache::clock_fn clock;
     token_cache::options opts;
+    token_cache::random_fn random;
+    time_point started{};
 };
+
+std::chrono::milliseconds backoff_for(unsigned failures, const token_cache::options& o, double jitter01) {
+    auto d = o.negative_ttl;
+    for (unsigned i = 1; i < failures && d < o.backoff_max; ++i) {
+        d *= 2;
+    }
+    d = std::min(d, o.backoff_max);
+    return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * (0.5 + 0.5 * jitter01)));
+}
 
 // Records a fetch's outcome on its entry and wakes the waiters. Runs on the cache's executor.
 void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context& ctx,
@@ -60,7 +73,9 @@ asio::awaitable<void> run_fetch(std::shared_ptr<token_cache::entry> e, fetch_fn 
 void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context& ctx,
               const std::shared_ptr<token_cache::stats>& stats, fetch_result result) {
     const auto now = ctx.clock();
+    stats->fetch_seconds_sum += std::chrono::duration<double>(now - ctx.started).count();
     if (auto* tok = std::get_if<registry_token>(&result)) {
+        e->consecutive_failures = 0;
         const auto life = std::chrono::duration_cast<std::chrono::steady_clock::duration>(tok->expires_in);
         const auto margin = std::chrono::duration_cast<std::chrono::steady_clock::duration>(ctx.opts.safety_margin);
         // Short-lived tokens keep half their life rather than vanish under the margin.
@@ -73,7 +88,8 @@ void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context&
     } else {
         ++stats->fetch_failures;
         e->failure = std::get<token_failure>(std::move(result));
-        e->failure_until = now + ctx.opts.negative_ttl;
+        ++e->consecutive_failures;
+        e->failure_until = now + backoff_for(e->consecutive_failures, ctx.opts, ctx.random ? ctx.random() : 0.5);
     }
     e->fetching = false;
     ++e->generation;
@@ -87,9 +103,12 @@ void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context&
 
 token_cache::token_cache() : token_cache(options{}) {}
 
-token_cache::token_cache(options opts, clock_fn clock)
+token_cache::token_cache(options opts, clock_fn clock, random_fn random)
     : opts_(opts),
       clock_(clock ? std::move(clock) : clock_fn([] { return std::chrono::steady_clock::now(); })),
+      random_(random ? std::move(random) : random_fn([gen = std::make_shared<std::minstd_rand>(std::random_device{}())] {
+                  return std::uniform_real_distribution<double>(0.0, 1.0)(*gen);
+              })),
       stats_(std::make_shared<stats>()) {}
 
 token_cache::~token_cache() { shutdown(); }
@@ -102,7 +121,7 @@ void token_cache::start_fetch(const asio::any_io_executor& ex, const std::shared
     e->cancel = std::make_shared<asio::cancellation_signal>();
     ++stats_->fetches;
     // Tracked through e->cancel: shutdown() emits on every fetch in flight.
-    asio::co_spawn(ex, run_fetch(e, std::move(fetch), fetch_context{clock_, opts_}, stats_),
+    asio::co_spawn(ex, run_fetch(e, std::move(fetch), fetch_context{clock_, opts_, random_, now()}, stats_),
                    asio::bind_cancellation_slot(e->cancel->slot(), asio::detached));
 }
 
@@ -142,7 +161,14 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
             co_return *e->token;
         }
         if (e->failure && t < e->failure_until && !e->fetching) {
-            co_return *e->failure;
+            ++stats_->fast_failures;
+            const auto wait_s = std::chrono::duration_cast<std::chrono::milliseconds>(e->failure_until - t).count();
+            // Refused credentials stay what they are (403); a failing realm becomes a fast 503.
+            const auto kind = e->failure->what == token_failure::kind::realm_rejected_credentials
+                                  ? e->failure->what
+                                  : token_failure::kind::backing_off;
+            co_return token_failure{kind, e->failure->detail + "; backing off, next attempt in " +
+                                              std::to_string(wait_s) + " ms"};
         }
         ++stats_->misses;
         const auto generation = e->generation;
@@ -151,6 +177,7 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
             start_fetch(ex, e, fetch);
         }
         if (e->generation == generation) {
+            ++stats_->waiters;
             const auto wake = e->wake;
             co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
             const auto cs = co_await asio::this_coro::cancellation_state;

@@ -37,6 +37,7 @@ struct token_failure {
         realm_bad_response,        // non-2xx or unparsable answer (502)
         shutting_down,             // the cache is stopping (503)
         cancelled,                 // this waiter was cancelled (its client went away)
+        backing_off,               // recent fetches failed; no new one until the backoff ends (503)
     };
     kind what = kind::realm_bad_response;
     std::string detail;  // names the realm/registry; never a secret
@@ -51,6 +52,7 @@ using fetch_fn = std::function<boost::asio::awaitable<fetch_result>()>;
 class token_cache {
 public:
     using clock_fn = std::function<std::chrono::steady_clock::time_point()>;
+    using random_fn = std::function<double()>;  // uniform in [0, 1)
 
     struct options {
         /// Tokens are dropped this long before their stated expiry (clock
@@ -59,14 +61,17 @@ public:
         /// A hit with less than this fraction of its lifetime left starts a
         /// background refresh and is still served.
         double refresh_fraction = 0.25;
-        /// Failed fetches are remembered this long, so a storm of requests does
-        /// not hammer a broken realm; waiters get the same failure.
+        /// After a failed fetch the key backs off: no new fetch for
+        /// negative_ttl × 2^(failures−1), capped at backoff_max, times a jitter
+        /// in [0.5, 1). Requests meanwhile fail fast (kind::backing_off, naming
+        /// the last failure) instead of hammering a broken realm. A success resets it.
         std::chrono::milliseconds negative_ttl{1000};
+        std::chrono::milliseconds backoff_max{60000};
         std::size_t max_entries = 4096;
     };
 
     token_cache();
-    explicit token_cache(options opts, clock_fn clock = {});
+    explicit token_cache(options opts, clock_fn clock = {}, random_fn random = {});
     ~token_cache();
     token_cache(const token_cache&) = delete;
     token_cache& operator=(const token_cache&) = delete;
@@ -83,6 +88,9 @@ public:
 
     struct stats {
         std::uint64_t hits = 0, misses = 0, fetches = 0, fetch_failures = 0, background_refreshes = 0;
+        std::uint64_t waiters = 0;           // requests that waited for a fetch in flight
+        std::uint64_t fast_failures = 0;     // requests answered from a backoff
+        double fetch_seconds_sum = 0;        // realm latency, summed over fetches
     };
     [[nodiscard]] stats counters() const { return *stats_; }
 
@@ -97,6 +105,7 @@ private:
 
     options opts_;
     clock_fn clock_;
+    random_fn random_;
     std::map<std::string, std::shared_ptr<entry>> entries_;
     bool stopped_ = false;
     std::shared_ptr<stats> stats_;

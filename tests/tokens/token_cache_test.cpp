@@ -233,3 +233,38 @@ TEST_CASE("a fetch that completes without suspending is handled (co_spawn dispat
     CHECK(got == std::vector<std::string>{"instant", "failure:none yet"});
     CHECK(calls == 2);
 }
+
+TEST_CASE("a failing realm backs off exponentially; requests meanwhile fail fast naming the cause", "[tokens][cache]") {
+    asio::io_context io;
+    fake_clock clock;
+    token_cache::options opts;
+    opts.negative_ttl = 1000ms;
+    opts.backoff_max = 4000ms;
+    token_cache cache(opts, clock.fn(), [] { return 0.999; });  // jitter at its top: ~full backoff
+    counting_fetcher f;
+    f.fail = token_failure{token_failure::kind::realm_bad_response, "realm auth.example answered 500"};
+    auto get = [&] {
+        std::optional<token_result> r;
+        spawn(io, [&]() -> asio::awaitable<void> { r = co_await cache.get("k", f.fn(io)); });
+        io.restart();
+        io.run();
+        return *r;
+    };
+    CHECK(std::get<token_failure>(get()).what == token_failure::kind::realm_bad_response);  // the fetch's own
+    const auto fast = std::get<token_failure>(get());
+    CHECK(fast.what == token_failure::kind::backing_off);
+    CHECK_THAT(fast.detail, Catch::Contains("answered 500") && Catch::Contains("backing off"));
+    CHECK(f.calls == 1);
+    // Backoffs: ~1 s, ~2 s, ~4 s, then capped at 4 s.
+    for (const auto& [advance, calls] : {std::pair{1100ms, 2}, std::pair{1100ms, 2}, std::pair{1000ms, 3},
+                                        std::pair{3000ms, 3}, std::pair{1100ms, 4}, std::pair{4100ms, 5}}) {
+        clock.t += advance;
+        (void)get();
+        CHECK(f.calls == calls);
+    }
+    // Recovery resets the backoff.
+    f.fail.reset();
+    clock.t += 4100ms;
+    CHECK(value_of(get()) == "token-6");
+    CHECK(cache.counters().fast_failures == 3);
+}
