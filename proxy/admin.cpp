@@ -73,6 +73,9 @@ http::response<http::string_body> admin_response(const server_state& state, http
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         res.body() = state.stats.render();
+        if (const auto snap = state.snapshots.load()) {
+            snap->auth.append_metrics(res.body());
+        }
         if (state.acr != nullptr) {
             res.body() += render_samples(state.acr->collect_metrics());
         }

@@ -255,8 +255,8 @@ net::awaitable<bool> forward_request(forward_args a) {
         auto authorize = provider->authorize(areq);
         auto got = co_await std::move(authorize);
         if (!got) {
-            const auto detail = got.error().message();
-            const auto code = provider_error(got.error());
+            const auto detail = got.error().detail;
+            const auto code = provider_error(got.error().code);
             co_return co_await reply_failure(a, code, detail, provider->name());
         }
         injected = std::move(*got);
@@ -302,16 +302,16 @@ net::awaitable<bool> forward_request(forward_args a) {
                 auto ask = provider->on_unauthorized(areq, std::move(challenge));
                 auto retry = co_await std::move(ask);
                 if (!retry) {
-                    const auto detail = retry.error().message();
-                    const auto code = provider_error(retry.error());
+                    const auto detail = retry.error().detail;
+                    const auto code = provider_error(retry.error().code);
                     co_return co_await reply_failure(a, code, detail, provider->name());
                 }
                 if (*retry) {
                     auto authorize_again = provider->authorize(areq);
                     auto again = co_await std::move(authorize_again);
                     if (!again) {
-                        const auto detail = again.error().message();
-                        const auto code = provider_error(again.error());
+                        const auto detail = again.error().detail;
+                        const auto code = provider_error(again.error().code);
                         co_return co_await reply_failure(a, code, detail, provider->name());
                     }
                     injected = std::move(*again);

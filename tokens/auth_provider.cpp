@@ -5,15 +5,23 @@
 #include "tokens/token_auth_provider.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+#include <boost/throw_exception.hpp>
 
 #include <fstream>
 #include <sstream>
 
 namespace acp::tokens {
 
-net::awaitable<boost::system::result<bool>> auth_provider::on_unauthorized(auth_request, auth_challenge) {
+net::awaitable<auth_result<bool>> auth_provider::on_unauthorized(auth_request, auth_challenge) {
     co_return false;
 }
+
+void throw_exception_from_error(const auth_error& e, const boost::source_location& loc) {
+    boost::throw_exception(boost::system::system_error(e.code, e.detail), loc);
+}
+
+void auth_provider::append_metrics(std::string&) const {}
 
 auth_environment auth_environment::process() {
     return {.read_file = [](const std::string& path) -> std::optional<std::string> {
@@ -134,6 +142,12 @@ auth_providers::auth_providers(const routing::route_table& routes, const auth_en
         if (by_host_.count(r.host) == 0) {
             by_host_.emplace(r.host, make_provider(r, env, warnings_));
         }
+    }
+}
+
+void auth_providers::append_metrics(std::string& out) const {
+    for (const auto& [host, provider] : by_host_) {
+        provider->append_metrics(out);
     }
 }
 

@@ -53,6 +53,21 @@ struct auth_challenge {
 /// The complete header value to inject ("Basic …", "Bearer …"), or none.
 using authorization = std::optional<config::secret>;
 
+/// Why a provider cannot authorize a request: the code (its category decides
+/// the status, in proxy's one mapping) and a detail for the error body and
+/// the log -- e.g. which ACR instance has no valid password and why. Never a secret.
+struct auth_error {
+    boost::system::error_code code;
+    std::string detail;
+    friend bool operator==(const auth_error& a, const boost::system::error_code& b) { return a.code == b; }
+};
+
+/// result<T, auth_error>::value() throws this on an error.
+[[noreturn]] void throw_exception_from_error(const auth_error& e, const boost::source_location& loc);
+
+template <class T>
+using auth_result = boost::system::result<T, auth_error>;
+
 class auth_provider {
 public:
     virtual ~auth_provider() = default;
@@ -61,16 +76,21 @@ public:
     [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 
     /// The Authorization value for this request. An error means credentials
-    /// cannot be obtained (the proxy answers 503 with ec.message(), which must
-    /// hold no secret); net::error::operation_aborted when cancelled.
-    virtual net::awaitable<boost::system::result<authorization>> authorize(auth_request req) = 0;
+    /// cannot be obtained (the proxy answers by the code's category: 503 by
+    /// default; the token flow's codes map to 502/503/504/403), with the
+    /// detail in the body; net::error::operation_aborted when cancelled.
+    virtual net::awaitable<auth_result<authorization>> authorize(auth_request req) = 0;
 
     /// The upstream answered 401 to a request sent with what authorize()
     /// returned. true: the provider learned something (e.g. fetched a bearer
     /// token for the challenged scope) and the proxy calls authorize() again
     /// and retries once; false: the proxy answers 403 DENIED. Errors as for
     /// authorize(). Static credentials cannot improve: the default says false.
-    virtual net::awaitable<boost::system::result<bool>> on_unauthorized(auth_request req, auth_challenge challenge);
+    virtual net::awaitable<auth_result<bool>> on_unauthorized(auth_request req, auth_challenge challenge);
+
+    /// Appends Prometheus text lines about this provider (token fetches, cache
+    /// hits). Same thread as the calls above. Static providers have none.
+    virtual void append_metrics(std::string& out) const;
 
 protected:
     auth_provider() = default;
@@ -118,6 +138,9 @@ public:
 
     /// The provider for a route of the table this was built from (anonymous if unknown).
     [[nodiscard]] std::shared_ptr<auth_provider> for_route(const routing::route& r) const;
+
+    /// Every provider's metrics lines (see auth_provider::append_metrics).
+    void append_metrics(std::string& out) const;
 
     /// Non-fatal notes from the build (e.g. "no auths entry for host"), for the config log.
     [[nodiscard]] const std::vector<std::string>& warnings() const noexcept { return warnings_; }

@@ -31,14 +31,14 @@ std::string normalize_auths_key(std::string_view key) {
 
 }  // namespace
 
-net::awaitable<boost::system::result<authorization>> anonymous_provider::authorize(auth_request) {
+net::awaitable<auth_result<authorization>> anonymous_provider::authorize(auth_request) {
     co_return authorization{};
 }
 
 basic_provider::basic_provider(config::secret header_value, std::string name)
     : header_value_(std::move(header_value)), name_(std::move(name)) {}
 
-net::awaitable<boost::system::result<authorization>> basic_provider::authorize(auth_request) {
+net::awaitable<auth_result<authorization>> basic_provider::authorize(auth_request) {
     co_return authorization{header_value_};
 }
 

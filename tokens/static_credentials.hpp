@@ -19,7 +19,7 @@ namespace acp::tokens {
 class anonymous_provider final : public auth_provider {
 public:
     [[nodiscard]] std::string_view name() const noexcept override { return "anonymous"; }
-    net::awaitable<boost::system::result<authorization>> authorize(auth_request req) override;
+    net::awaitable<auth_result<authorization>> authorize(auth_request req) override;
 };
 
 /// Injects a fixed `Basic base64(user:password)` value.
@@ -28,7 +28,7 @@ public:
     /// `header_value` is the complete "Basic …" value; `source` names it for logs.
     basic_provider(config::secret header_value, std::string name);
     [[nodiscard]] std::string_view name() const noexcept override { return name_; }
-    net::awaitable<boost::system::result<authorization>> authorize(auth_request req) override;
+    net::awaitable<auth_result<authorization>> authorize(auth_request req) override;
 
 private:
     config::secret header_value_;

@@ -5,6 +5,7 @@
 #include "tokens/bearer_challenge.hpp"
 
 #include <boost/asio/error.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <set>
@@ -98,10 +99,11 @@ net::awaitable<fetch_result> fetch_token(basic_source_fn basic, realm_fetch_fn f
     co_return std::move(*token);
 }
 
-// result<bool> cannot be built from an error_code implicitly (bool is ambiguous).
-boost::system::result<bool> error_result(auth_errc e) {
-    return {boost::system::in_place_error, make_error_code(e)};
+auth_result<bool> error_result(auth_errc e, std::string detail) {
+    return {boost::system::in_place_error, auth_error{make_error_code(e), std::move(detail)}};
 }
+
+auth_error to_auth_error(const token_failure& f) { return auth_error{to_error_code(f), f.detail}; }
 
 }  // namespace
 
@@ -128,7 +130,7 @@ token_auth_provider::token_auth_provider(options opts, basic_source_fn basic, re
       fetch_(std::move(fetch)),
       cache_(std::make_shared<token_cache>(opts_.cache, std::move(clock))) {}
 
-net::awaitable<boost::system::result<authorization>> token_auth_provider::authorize(auth_request req) {
+net::awaitable<auth_result<authorization>> token_auth_provider::authorize(auth_request req) {
     switch (scheme_) {
         case scheme::unknown:
             if (!opts_.preemptive_basic) {
@@ -137,7 +139,7 @@ net::awaitable<boost::system::result<authorization>> token_auth_provider::author
                 // (this also waits, bounded, for a first ACR password being fetched).
                 auto creds = co_await basic_(req);
                 if (auto* f = std::get_if<token_failure>(&creds)) {
-                    co_return to_error_code(*f);
+                    co_return to_auth_error(*f);
                 }
                 co_return authorization{};
             }
@@ -145,7 +147,7 @@ net::awaitable<boost::system::result<authorization>> token_auth_provider::author
         case scheme::basic: {
             auto creds = co_await basic_(req);
             if (auto* f = std::get_if<token_failure>(&creds)) {
-                co_return to_error_code(*f);
+                co_return to_auth_error(*f);
             }
             co_return authorization{std::get<config::secret>(std::move(creds))};
         }
@@ -167,7 +169,7 @@ std::pair<std::string, std::vector<std::string>> token_auth_provider::scopes_for
     return {std::move(key), std::vector<std::string>(scope_set.begin(), scope_set.end())};
 }
 
-net::awaitable<boost::system::result<authorization>> token_auth_provider::bearer_for(const auth_request& req) {
+net::awaitable<auth_result<authorization>> token_auth_provider::bearer_for(const auth_request& req) {
     auto [key, scopes] = scopes_for(req);
     auto fetch = [basic = basic_, fetch = fetch_, req, realm = bearer_->realm, service = bearer_->service, scopes,
                   name = opts_.name]() { return fetch_token(basic, fetch, req, realm, service, scopes, name); };
@@ -176,32 +178,34 @@ net::awaitable<boost::system::result<authorization>> token_auth_provider::bearer
     auto lookup = cache_->get(std::move(key), std::move(fetch));
     auto got = co_await std::move(lookup);
     if (auto* f = std::get_if<token_failure>(&got)) {
-        co_return to_error_code(*f);
+        co_return to_auth_error(*f);
     }
     co_return authorization{config::secret("Bearer " + std::get<config::secret>(got).reveal())};
 }
 
-net::awaitable<boost::system::result<bool>> token_auth_provider::on_unauthorized(auth_request req,
+net::awaitable<auth_result<bool>> token_auth_provider::on_unauthorized(auth_request req,
                                                                                  auth_challenge challenge) {
     auto log = logging::logger("tokens");
     std::vector<std::string_view> lines(challenge.www_authenticate.begin(), challenge.www_authenticate.end());
     const auto parsed = parse_challenges(lines);
     if (!parsed) {
-        log->warn("{}: {} answered 401 with {} malformed WWW-Authenticate header(s) for {}", opts_.name,
-                  opts_.registry_host, lines.size(), req.repository);
-        co_return error_result(auth_errc::bad_challenge);
+        auto detail = fmt::format("{} answered 401 with {} malformed WWW-Authenticate header(s)", opts_.registry_host,
+                                  lines.size());
+        log->warn("{}: {} for {}", opts_.name, detail, req.repository);
+        co_return error_result(auth_errc::bad_challenge, std::move(detail));
     }
     if (const auto bearer = find_bearer(*parsed)) {
         const auto realm = parse_realm_url(bearer->realm);
         if (!realm) {
-            log->warn("{}: {} challenged with an unusable realm URL; credentials not sent", opts_.name,
-                      opts_.registry_host);
-            co_return error_result(auth_errc::bad_challenge);
+            auto detail = opts_.registry_host + " challenged with an unusable realm URL; credentials not sent";
+            log->warn("{}: {}", opts_.name, detail);
+            co_return error_result(auth_errc::bad_challenge, std::move(detail));
         }
         if (auto why = realm_refusal(*realm, opts_.realm_hosts, opts_.registry_host, opts_.registry_scheme)) {
-            log->warn("{}: not sending credentials for {} to token realm {}: {}", opts_.name, opts_.registry_host,
-                      describe(*realm), *why);
-            co_return error_result(auth_errc::realm_refused);
+            auto detail = "not sending credentials for " + opts_.registry_host + " to token realm " + describe(*realm) +
+                          ": " + *why;
+            log->warn("{}: {}", opts_.name, detail);
+            co_return error_result(auth_errc::realm_refused, std::move(detail));
         }
         // The token we sent (if any) is no good: forget it so the retry fetches a fresh one.
         const auto& sent = challenge.sent_authorization.reveal();
@@ -229,6 +233,23 @@ net::awaitable<boost::system::result<bool>> token_auth_provider::on_unauthorized
     }
     log->warn("{}: {} challenged with no Bearer or Basic scheme; cannot authenticate", opts_.name, opts_.registry_host);
     co_return false;
+}
+
+void token_auth_provider::append_metrics(std::string& out) const {
+    const auto c = cache_->counters();
+    const auto label = "{registry=\"" + opts_.registry_host + "\",provider=\"" + opts_.name + "\"";
+    const auto line = [&](std::string_view name, std::string_view extra, double value) {
+        out += fmt::format("{}{}{}}} {}\n", name, label, extra, value);
+    };
+    line("acp_token_fetches_total", ",outcome=\"success\"", static_cast<double>(c.fetches - c.fetch_failures));
+    line("acp_token_fetches_total", ",outcome=\"failure\"", static_cast<double>(c.fetch_failures));
+    line("acp_token_cache_hits_total", "", static_cast<double>(c.hits));
+    line("acp_token_cache_misses_total", "", static_cast<double>(c.misses));
+    line("acp_token_singleflight_waiters_total", "", static_cast<double>(c.waiters));
+    line("acp_token_fast_failures_total", "", static_cast<double>(c.fast_failures));
+    line("acp_token_background_refreshes_total", "", static_cast<double>(c.background_refreshes));
+    line("acp_token_fetch_seconds_sum", "", c.fetch_seconds_sum);
+    line("acp_token_fetch_seconds_count", "", static_cast<double>(c.fetches));
 }
 
 }  // namespace acp::tokens

@@ -56,8 +56,11 @@ public:
                         token_cache::clock_fn clock = {});
 
     [[nodiscard]] std::string_view name() const noexcept override { return opts_.name; }
-    net::awaitable<boost::system::result<authorization>> authorize(auth_request req) override;
-    net::awaitable<boost::system::result<bool>> on_unauthorized(auth_request req, auth_challenge challenge) override;
+    net::awaitable<auth_result<authorization>> authorize(auth_request req) override;
+    net::awaitable<auth_result<bool>> on_unauthorized(auth_request req, auth_challenge challenge) override;
+    /// acp_token_* lines labelled with the registry: fetches by outcome, cache
+    /// hits/misses, single-flight waiters, fast failures, realm latency.
+    void append_metrics(std::string& out) const override;
 
     [[nodiscard]] token_cache::stats counters() const { return cache_->counters(); }
     void shutdown() { cache_->shutdown(); }
@@ -69,7 +72,7 @@ private:
     };
     enum class scheme { unknown, bearer, basic };
 
-    net::awaitable<boost::system::result<authorization>> bearer_for(const auth_request& req);
+    net::awaitable<auth_result<authorization>> bearer_for(const auth_request& req);
     /// The token cache key and the sorted scopes for a request.
     [[nodiscard]] std::pair<std::string, std::vector<std::string>> scopes_for(const auth_request& req) const;
 

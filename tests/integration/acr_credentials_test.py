@@ -477,12 +477,8 @@ class T3ApiDownTest(Base):
 
 
 class T3bUnavailableReasonTest(Base):
-    # KNOWN BUG (reported): the store's reason ("ACR instance cri-...: ...") reaches
-    # token_failure, but token_auth_provider::authorize()/bearer_for() turn it into a
-    # bare error_code (to_error_code), so the 503 says only "registry credentials are
-    # not available". Remove @expectedFailure once the reason reaches the reply: an
-    # unexpected success fails the run, so the fix cannot go unnoticed.
-    @unittest.expectedFailure
+    # The store's reason ("ACR instance cri-...: ...") travels with the provider's
+    # error (tokens::auth_error) into the 503 body's detail.
     def test_503_body_names_the_instance(self):
         body = World.unavailable_body
         self.assertIsNotNone(body, "T3 got no 503")

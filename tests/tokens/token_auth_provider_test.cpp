@@ -77,7 +77,7 @@ T run(asio::io_context& io, net::awaitable<T> a) {
     return std::move(*out);
 }
 
-std::string header_of(const boost::system::result<authorization>& r) {
+std::string header_of(const auth_result<authorization>& r) {
     REQUIRE(r.has_value());
     return r.value() ? r.value()->reveal() : std::string("<none>");
 }
@@ -106,6 +106,13 @@ TEST_CASE("bearer challenge: token fetched once with Basic credentials, then inj
     CHECK(header_of(run(io, p.authorize(other))) == "Bearer tok-2");
     CHECK(realm.seen.size() == 2);
     CHECK(realm.seen[1].target.find("repository%3Ans%2Fother%3Apull") != std::string::npos);
+
+    std::string metrics;
+    p.append_metrics(metrics);
+    const std::string base = R"(registry="x-registry.cn-hangzhou.cr.aliyuncs.com",provider="acr")";
+    CHECK_THAT(metrics, Catch::Contains("acp_token_fetches_total{" + base + R"(,outcome="success"} 2)"));
+    CHECK_THAT(metrics, Catch::Contains("acp_token_cache_hits_total{" + base + "} 1"));
+    CHECK_THAT(metrics, Catch::Contains("acp_token_cache_misses_total{" + base + "} 2"));
 }
 
 TEST_CASE("cold scope: 200 concurrent requests make one realm fetch", "[tokens][token-flow]") {
@@ -115,7 +122,7 @@ TEST_CASE("cold scope: 200 concurrent requests make one realm fetch", "[tokens][
     REQUIRE(run(io, p.on_unauthorized(app_pull, bearer_challenge("https://dockerauth.cn-hangzhou.aliyuncs.com/auth"))).value());
     std::vector<std::string> got;
     for (int i = 0; i < 200; ++i) {
-        asio::co_spawn(io, p.authorize(app_pull), [&](std::exception_ptr, boost::system::result<authorization> r) {
+        asio::co_spawn(io, p.authorize(app_pull), [&](std::exception_ptr, auth_result<authorization> r) {
             got.push_back(r.has_value() && r.value() ? r.value()->reveal() : "error");
         });
     }
@@ -134,7 +141,8 @@ TEST_CASE("a challenge cannot exfiltrate the password", "[tokens][token-flow]") 
         INFO(bad);
         const auto r = run(io, p.on_unauthorized(app_pull, bearer_challenge(bad)));
         REQUIRE_FALSE(r.has_value());
-        CHECK(r.error().category() == auth_category());
+        CHECK(r.error().code.category() == auth_category());
+        CHECK_THAT(r.error().detail, Catch::Contains("realm"));
     }
     CHECK(realm.seen.empty());  // the credentials never left
     // ... and since no challenge was accepted, nothing is injected.
