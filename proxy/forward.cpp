@@ -318,6 +318,11 @@ net::awaitable<bool> forward_request(forward_args a) {
                     a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
                     continue;
                 }
+            } else if (provider && !auth_dropped) {
+                // Refused again: no second retry (403 below), but let the provider drop
+                // what it sent so the next request does not pay for the same bad token.
+                auto forget = provider->on_unauthorized(areq, std::move(challenge));
+                (void)co_await std::move(forget);
             }
             a.rc.upstream_time = clock::now() - started;
             const auto credentials = credentials_label(client_auth, auth_dropped, injected, provider.get());
