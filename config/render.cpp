@@ -94,6 +94,19 @@ std::string render(const config& cfg) {
     out << YAML::Key << "accessKeyIdFile" << YAML::Value << a.access_key_id_file;
     out << YAML::Key << "accessKeySecretFile" << YAML::Value << a.access_key_secret_file;
     out << YAML::Key << "securityTokenFile" << YAML::Value << a.security_token_file;
+    out << YAML::Key << "ecsRoleName" << YAML::Value << a.ecs_role_name;
+    if (a.ecs_role_name.empty()) {
+        out << YAML::Comment("discovered from instance metadata");
+    }
+    out << YAML::Key << "ecsMetadataDisabled" << YAML::Value << a.ecs_metadata_disabled;
+    out << YAML::Key << "imdsV1Disabled" << YAML::Value << a.imdsv1_disabled;
+    out << YAML::Key << "imdsTokenTTL" << YAML::Value << format_duration(a.imds_token_ttl);
+    out << YAML::Key << "stsDuration" << YAML::Value << format_duration(a.sts_duration);
+    out << YAML::Key << "apiTimeout" << YAML::Value << format_duration(a.api_timeout);
+    out << YAML::Key << "firstCredentialWait" << YAML::Value << format_duration(a.first_credential_wait);
+    out << YAML::Key << "refreshBackoffInitial" << YAML::Value << format_duration(a.refresh_backoff_initial);
+    out << YAML::Key << "refreshBackoffMax" << YAML::Value << format_duration(a.refresh_backoff_max);
+    out << YAML::Key << "endpointRelistInterval" << YAML::Value << format_duration(a.endpoint_relist_interval);
     out << YAML::EndMap;
 
     out << YAML::Key << "acrInstances" << YAML::Value;

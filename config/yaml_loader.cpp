@@ -16,10 +16,20 @@ constexpr std::array<std::string_view, 13> top_keys{
     "registries", "defaultRegistry", "endpointOverrides", "scope",           "timeouts", "limits",
 };
 constexpr std::array<std::string_view, 2> log_keys{"level", "format"};
-constexpr std::array<std::string_view, 8> alibaba_keys{
-    "regionId",        "imdsEndpoint",    "stsEndpoint",         "acrEndpoint",
-    "useVpcEndpoints", "accessKeyIdFile", "accessKeySecretFile", "securityTokenFile",
+constexpr std::array<std::string_view, 18> alibaba_keys{
+    "regionId",        "imdsEndpoint",          "stsEndpoint",          "acrEndpoint",
+    "useVpcEndpoints", "accessKeyIdFile",       "accessKeySecretFile",  "securityTokenFile",
+    "ecsRoleName",     "ecsMetadataDisabled",   "imdsV1Disabled",       "imdsTokenTTL",
+    "stsDuration",     "apiTimeout",            "firstCredentialWait",  "refreshBackoffInitial",
+    "refreshBackoffMax", "endpointRelistInterval",
 };
+
+duration_rule make_range_rule(duration min, duration max) {
+    duration_rule r;
+    r.min = min;
+    r.max = max;
+    return r;
+}
 constexpr std::array<std::string_view, 9> instance_keys{
     "instanceId",      "regionId",    "domains",    "assumeRoleARN",           "expireDuration",
     "roleSessionName", "rrsaRoleARN", "realmHosts", "rrsaOIDCProviderRoleARN",
@@ -253,6 +263,53 @@ void read_alibaba(const node_ref& n, alibaba_config& out, load_context& ctx) {
                 out.*f.field = *s;
             }
         }
+    }
+    if (const auto* v = get(m, "ecsRoleName")) {
+        if (const auto r = read_string(*v, ctx.diags)) {
+            out.ecs_role_name = *r;
+        }
+    }
+    if (const auto* v = get(m, "ecsMetadataDisabled")) {
+        if (auto b = read_bool(*v, ctx.diags)) {
+            out.ecs_metadata_disabled = *b;
+        }
+    }
+    if (const auto* v = get(m, "imdsV1Disabled")) {
+        if (auto b = read_bool(*v, ctx.diags)) {
+            out.imdsv1_disabled = *b;
+        }
+    }
+    struct duration_key {
+        std::string_view key;
+        duration alibaba_config::*field;
+        duration_rule rule;
+    };
+    using std::chrono::hours;
+    using std::chrono::minutes;
+    using std::chrono::seconds;
+    const std::array<duration_key, 7> durations{{
+        // IMDS token TTL header: 1..21600 s; STS DurationSeconds: 900..43200 s.
+        {"imdsTokenTTL", &alibaba_config::imds_token_ttl, make_range_rule(seconds(1), hours(6))},
+        {"stsDuration", &alibaba_config::sts_duration, make_range_rule(minutes(15), hours(12))},
+        {"apiTimeout", &alibaba_config::api_timeout, make_range_rule(std::chrono::milliseconds(1), minutes(5))},
+        {"firstCredentialWait", &alibaba_config::first_credential_wait, make_range_rule(duration::zero(), minutes(5))},
+        {"refreshBackoffInitial", &alibaba_config::refresh_backoff_initial,
+         make_range_rule(std::chrono::milliseconds(1), hours(1))},
+        {"refreshBackoffMax", &alibaba_config::refresh_backoff_max,
+         make_range_rule(std::chrono::milliseconds(1), hours(1))},
+        {"endpointRelistInterval", &alibaba_config::endpoint_relist_interval, make_range_rule(seconds(1), hours(24))},
+    }};
+    for (const auto& d : durations) {
+        if (const auto* v = get(m, d.key)) {
+            if (auto got = read_duration(*v, d.rule, ctx.diags)) {
+                out.*d.field = *got;
+            }
+        }
+    }
+    if (out.refresh_backoff_initial > out.refresh_backoff_max) {
+        ctx.diags.error(n.at(), "refreshBackoffInitial " + format_duration(out.refresh_backoff_initial) +
+                                    " is above refreshBackoffMax " + format_duration(out.refresh_backoff_max) +
+                                    "; expected initial <= max");
     }
     const bool id = get(m, "accessKeyIdFile") != nullptr;
     const bool key = get(m, "accessKeySecretFile") != nullptr;
