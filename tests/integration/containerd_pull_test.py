@@ -129,6 +129,8 @@ class ContainerdPull(Base):
 
 
 if __name__ == "__main__":
+    # The image's registry name is made up: run where not even its lookup can leave the machine.
+    harness.enter_private_netns()
     started = time.monotonic()
     status = harness.run_tests()
     print(f"containerd_pull_test: {time.monotonic() - started:.1f}s", flush=True)

@@ -59,6 +59,8 @@ def curl(url, max_lines=None):
 
 def main():
     harness.require_tools("docker-registry", "skopeo", "htpasswd", "containerd", "ctr", "curl")
+    # registry.demo.invalid is made up: run where not even its lookup can leave the machine.
+    harness.enter_private_netns()
     binary = proxy_mod.find_binary()
     tmp = harness.TempDir("demo")
     print(f"demo: working in {tmp.path} (ACP_KEEP_TMP=1 keeps it)", flush=True)

@@ -53,6 +53,27 @@ def require_tools(*names):
             sys.exit(SKIP_EXIT)
 
 
+def enter_private_netns(marker="ACP_PRIVATE_NETNS"):
+    """Re-runs this script inside a new network namespace with only loopback up.
+
+    For anything that lets a client see a made-up registry name: even a
+    fallback lookup of it then cannot leave the machine (no DNS query, no
+    connection). Every server the script starts is inside the namespace too.
+    Returns only in the child; the parent exits with the child's status.
+    """
+    if os.environ.get(marker) == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return
+    require_tools("unshare", "ip")
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        print("SKIP: cannot create a private network namespace (unshare --net needs root)", flush=True)
+        sys.exit(SKIP_EXIT)
+    env = dict(os.environ, **{marker: "1"})
+    sys.stdout.flush()
+    sys.exit(subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:],
+                            env=env).returncode)
+
+
 def free_port():
     """A TCP port that was free on 127.0.0.1 a moment ago (bind port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
