@@ -411,6 +411,13 @@ def _make_handler(state):
             sys.stderr.write("%s %s\n" % (time.strftime("%H:%M:%S"), fmt % args))
 
         def _send(self, status, body=b"", content_type="application/json", headers=()):
+            # Count the status before the client can see it: a test reading stats()
+            # right after its answer must find it there.
+            entry = getattr(self, "_entry", None)
+            if entry is not None and entry.get("status") is None:
+                with state.lock:
+                    entry["status"] = status
+                    state.by_status[str(status)] = state.by_status.get(str(status), 0) + 1
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -494,15 +501,18 @@ def _make_handler(state):
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 fault = state.take_fault(scopes)
                 entry["fault"] = fault["kind"] if fault else None
+            self._entry = entry
             status = 0
             try:
                 status = self._answer(method, params, creds, scopes, grant_type, fault)
             finally:
+                self._entry = None
                 with state.lock:
                     state.in_flight -= 1
-                    entry["status"] = status
                     entry["t_end"] = time.time()
-                    state.by_status[str(status)] = state.by_status.get(str(status), 0) + 1
+                    if entry["status"] is None:  # nothing was sent (a dropped connection: 0)
+                        entry["status"] = status
+                        state.by_status[str(status)] = state.by_status.get(str(status), 0) + 1
 
         def _answer(self, method, params, creds, scopes, grant_type, fault):
             """Writes the realm's answer; returns its status (0: connection dropped)."""
