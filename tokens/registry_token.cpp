@@ -1,9 +1,10 @@
 #include "tokens/registry_token.hpp"
 
+#include "routing/route_table.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 
 namespace acp::tokens {
 namespace {
@@ -13,10 +14,6 @@ std::string lowered(std::string_view s) {
     std::transform(out.begin(), out.end(), out.begin(),
                    [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
     return out;
-}
-
-bool valid_host_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
 }
 
 // RFC 3986 unreserved characters pass; everything else is %XX.
@@ -36,52 +33,6 @@ std::string percent_encode(std::string_view s) {
         }
     }
     return out;
-}
-
-// Splits "host[:port]" (IPv6 in brackets); nullopt when malformed.
-std::optional<std::pair<std::string, std::optional<std::uint16_t>>> split_host_port(std::string_view hp) {
-    std::string_view host = hp;
-    std::optional<std::uint16_t> port;
-    if (!hp.empty() && hp.front() == '[') {
-        const auto close = hp.find(']');
-        if (close == std::string_view::npos) {
-            return std::nullopt;
-        }
-        host = hp.substr(1, close - 1);
-        const auto rest = hp.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest.front() != ':') {
-                return std::nullopt;
-            }
-            std::uint16_t p = 0;
-            const auto digits = rest.substr(1);
-            const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
-            if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || p == 0) {
-                return std::nullopt;
-            }
-            port = p;
-        }
-        if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
-            return std::nullopt;
-        }
-        return std::make_pair(lowered(host), port);
-    }
-    const auto colon = hp.rfind(':');
-    if (colon != std::string_view::npos) {
-        host = hp.substr(0, colon);
-        const auto digits = hp.substr(colon + 1);
-        std::uint16_t p = 0;
-        const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
-        if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || p == 0) {
-            return std::nullopt;
-        }
-        port = p;
-    }
-    if (host.empty() || host.size() > 253 || !std::all_of(host.begin(), host.end(), valid_host_char) ||
-        host.front() == '.' || host.front() == '-') {
-        return std::nullopt;
-    }
-    return std::make_pair(lowered(host), port);
 }
 
 }  // namespace
@@ -112,12 +63,12 @@ std::optional<realm_url> parse_realm_url(std::string_view text) {
     if (authority.find('@') != std::string_view::npos) {
         return std::nullopt;
     }
-    auto hp = split_host_port(authority);
+    auto hp = routing::split_host_port(authority);
     if (!hp) {
         return std::nullopt;
     }
-    out.host = hp->first;
-    out.port = hp->second.value_or(out.scheme == "https" ? 443 : 80);
+    out.host = hp->host;
+    out.port = hp->port.value_or(out.scheme == "https" ? 443 : 80);
     out.target = end_of_authority == std::string_view::npos ? "/" : std::string(rest.substr(end_of_authority));
     if (out.target.front() == '?') {
         out.target.insert(out.target.begin(), '/');
@@ -132,18 +83,18 @@ bool host_matches(std::string_view pattern, std::string_view host, std::uint16_t
         wildcard = true;
         p = p.substr(1);  // ".suffix[:port]"
     }
-    auto hp = split_host_port(wildcard ? std::string_view(p).substr(1) : std::string_view(p));
+    auto hp = routing::split_host_port(wildcard ? std::string_view(p).substr(1) : std::string_view(p));
     if (!hp) {
         return false;
     }
-    if (hp->second && *hp->second != port) {
+    if (hp->port && *hp->port != port) {
         return false;
     }
     const auto h = lowered(host);
     if (!wildcard) {
-        return h == hp->first;
+        return h == hp->host;
     }
-    const auto suffix = "." + hp->first;
+    const auto suffix = "." + hp->host;
     return h.size() > suffix.size() && h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
@@ -155,8 +106,8 @@ std::optional<std::string> realm_refusal(const realm_url& realm, const std::vect
     bool allowed = false;
     if (realm_hosts.empty()) {
         // Default: the registry's own host name, any port.
-        auto hp = split_host_port(registry_host);
-        allowed = hp && hp->first == realm.host;
+        auto hp = routing::split_host_port(registry_host);
+        allowed = hp && hp->host == realm.host;
     } else {
         allowed = std::any_of(realm_hosts.begin(), realm_hosts.end(),
                               [&](const std::string& pattern) { return host_matches(pattern, realm.host, realm.port); });
