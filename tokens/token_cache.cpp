@@ -88,7 +88,10 @@ void complete(const std::shared_ptr<token_cache::entry>& e, const fetch_context&
     } else {
         ++stats->fetch_failures;
         e->failure = std::get<token_failure>(std::move(result));
-        ++e->consecutive_failures;
+        // Only a failing realm backs off further; missing credentials (the ACR store has
+        // its own backoff and readiness) are retried after the base interval.
+        e->consecutive_failures =
+            e->failure->what == token_failure::kind::credentials_unavailable ? 1 : e->consecutive_failures + 1;
         e->failure_until = now + backoff_for(e->consecutive_failures, ctx.opts, ctx.random ? ctx.random() : 0.5);
     }
     e->fetching = false;
