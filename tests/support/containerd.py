@@ -6,9 +6,23 @@ and the native snapshotter as default (no overlay or other mounts needed
 beyond bind mounts); plugins it cannot load (btrfs, zfs, devmapper, aufs)
 just log and are skipped. It polls `ctr version` until the daemon answers.
 
+Containerd(dir, cri_config_path=CERTS_DIR) enables the CRI plugin instead
+(the image service kubelet pulls through; tests/support/cri.py talks to it on
+the same socket, namespace k8s.io) with the registry `config_path` = CERTS_DIR
+(containerd 1.x: [plugins."io.containerd.grpc.v1.cri".registry]), the native
+snapshotter, CNI directories inside `dir` (nothing is created under /etc or
+/opt) and a sandbox image under `.invalid` that is never pulled: only
+RunPodSandbox would, and no test calls it. No registry credentials, mirrors,
+auths or headers are configured: hosts.toml is the only registry config.
+
 ctr(...) runs `ctr -a SOCKET -n NAMESPACE ...` with an environment that holds
 no registry credentials. pull() is `ctr images pull --hosts-dir DIR` with no
 --user: any credential upstream must come from the proxy.
+
+content(ns) lists the blobs `ctr content ls` shows for a namespace;
+forget_everything(ns) removes its images (GC synced), blobs and snapshots, so
+the next pull fetches every byte again (containerd shares content across
+namespaces: forget every namespace that pulled it).
 
 write_hosts_toml() writes <hosts_dir>/<registry host>/hosts.toml as the proxy
 will on a node: `server` the registry itself, one mirror host with
@@ -46,10 +60,14 @@ def clean_env():
 
 
 class Containerd:
-    def __init__(self, directory, namespace="acp-test", name="containerd"):
+    CRI_NAMESPACE = "k8s.io"  # where the CRI plugin keeps kubelet's images
+    SANDBOX_IMAGE = "sandbox.never-pulled.invalid/pause:never"
+
+    def __init__(self, directory, namespace="acp-test", name="containerd", cri_config_path=None):
         self.dir = directory
         self.namespace = namespace
         self.name = name
+        self.cri_config_path = cri_config_path  # None: CRI plugin disabled
         self.socket = os.path.join(directory, "containerd.sock")
         self.child = None
         os.makedirs(directory, exist_ok=True)
@@ -59,13 +77,14 @@ class Containerd:
         j = lambda *p: os.path.join(self.dir, *p)  # noqa: E731
         for p in ("root", "state", "tmp", "opt"):
             os.makedirs(j(p), exist_ok=True)
+        disabled = "[]" if self.cri_config_path else '["io.containerd.grpc.v1.cri"]'
         with open(path, "w") as f:
             f.write(
                 "version = 2\n"
                 f'root = "{j("root")}"\n'
                 f'state = "{j("state")}"\n'
                 f'temp = "{j("tmp")}"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                f"disabled_plugins = {disabled}\n"
                 "oom_score = 0\n"
                 "[grpc]\n"
                 f'  address = "{self.socket}"\n'
@@ -81,6 +100,26 @@ class Containerd:
                 '[plugins."io.containerd.internal.v1.opt"]\n'  # default /opt/containerd: keep it in our dir
                 f'  path = "{j("opt")}"\n'
             )
+            if self.cri_config_path:
+                for p in ("cni-conf", "cni-bin"):
+                    os.makedirs(j(p), exist_ok=True)
+                f.write(
+                    '[plugins."io.containerd.grpc.v1.cri"]\n'
+                    f'  sandbox_image = "{self.SANDBOX_IMAGE}"\n'
+                    '  disable_tcp_service = true\n'
+                    '  stream_server_address = "127.0.0.1"\n'
+                    '  stream_server_port = "0"\n'
+                    '  enable_selinux = false\n'
+                    '  disable_apparmor = true\n'
+                    '[plugins."io.containerd.grpc.v1.cri".containerd]\n'
+                    '  snapshotter = "native"\n'
+                    '  discard_unpacked_layers = false\n'
+                    '[plugins."io.containerd.grpc.v1.cri".cni]\n'
+                    f'  bin_dir = "{j("cni-bin")}"\n'
+                    f'  conf_dir = "{j("cni-conf")}"\n'
+                    '[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                    f'  config_path = "{self.cri_config_path}"\n'
+                )
         return path
 
     def start(self, timeout=60):
@@ -121,3 +160,51 @@ class Containerd:
             if cols and cols[0] == ref:
                 return next((c for c in cols if c.startswith("sha256:")), None)
         return None
+
+    # -- CRI and the content store ----------------------------------------
+
+    def cri(self, timeout=300):
+        """A cri.CriClient on this containerd's socket (the CRI plugin must be enabled)."""
+        import cri
+
+        if not self.cri_config_path:
+            raise RuntimeError("the CRI plugin is disabled: pass cri_config_path")
+        return cri.CriClient(self.socket, timeout=timeout)
+
+    def content(self, namespace=None):
+        """{digest: size} of every blob in the content store of `namespace` (`ctr content ls`)."""
+        out = harness.run(["ctr", "-a", self.socket, "-n", namespace or self.namespace, "content", "ls", "-q"],
+                          timeout=60, env=clean_env()).stdout
+        digests = [x.strip() for x in out.splitlines() if x.strip().startswith("sha256:")]
+        sizes = {}
+        if digests:
+            out = harness.run(["ctr", "-a", self.socket, "-n", namespace or self.namespace, "content", "ls"],
+                              timeout=60, env=clean_env()).stdout
+            for line in out.splitlines()[1:]:
+                cols = line.split()
+                if len(cols) >= 2 and cols[0].startswith("sha256:"):
+                    sizes[cols[0]] = cols[1]
+        return {d: sizes.get(d) for d in digests}
+
+    def forget_everything(self, namespace=None):
+        """Removes every image and every blob of `namespace` (then waits for the garbage
+        collector), so the next pull of anything fetches every byte again."""
+        ns = namespace or self.namespace
+        base = ["ctr", "-a", self.socket, "-n", ns]
+        refs = [x for x in harness.run(base + ["images", "ls", "-q"], timeout=60, env=clean_env()).stdout.split() if x]
+        if refs:
+            harness.run(base + ["images", "rm", "--sync"] + refs, timeout=120, env=clean_env())
+        left = [x for x in harness.run(base + ["content", "ls", "-q"], timeout=60, env=clean_env()).stdout.split()
+                if x.startswith("sha256:")]
+        if left:
+            harness.run(base + ["content", "rm"] + left, timeout=120, env=clean_env(), check=False)
+        snaps = harness.run(base + ["snapshots", "--snapshotter", "native", "ls"], timeout=60, env=clean_env(),
+                            check=False).stdout.splitlines()[1:]
+        # Unpacked layers: children first (a parent cannot go while a child exists).
+        keys = [line.split()[0] for line in snaps if line.split()]
+        for _ in range(len(keys) + 1):
+            if not keys:
+                break
+            keys = [k for k in keys if harness.run(base + ["snapshots", "--snapshotter", "native", "rm", k],
+                                                    timeout=60, env=clean_env(), check=False).returncode != 0]
+        return self.content(ns)
