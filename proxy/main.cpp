@@ -4,6 +4,7 @@
 #include "config/loader.hpp"
 #include "config/logging.hpp"
 #include "hosts/command.hpp"
+#include "hosts/hosts_toml.hpp"
 #include "proxy/serve.hpp"
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -22,6 +24,7 @@ constexpr std::string_view usage_text = R"(acr-credential-proxy — node-local r
 
 Usage:
   acr-credential-proxy serve        (--config FILE | --acr-configuration DIR) [options]
+                                    [--certs-dir DIR [--dial-timeout DURATION]]
   acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
   acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
                              [--dial-timeout DURATION]
@@ -52,8 +55,15 @@ ConfigMap adds its ACR instances and pull scope):
 Options:
   --listen HOST:PORT        override `listen` (the data listener)
   --admin-listen HOST:PORT  override `adminListen`
+  --certs-dir DIR           serve: keep DIR/<domain>/hosts.toml in step with every
+                            domain served, configured and discovered (as `hosts install`
+                            does), at start and after each reload; files stay when the
+                            proxy exits (undo with `hosts remove`)
+  --dial-timeout DURATION   serve --certs-dir: also write dial_timeout (containerd >= 2.1)
   -h, --help                this text
 
+Under systemd (Type=notify) serve sends READY=1 once it listens with the
+configuration loaded, and WATCHDOG=1 when WatchdogSec is set.
 Secrets are read from files or the environment only, never from arguments.
 Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.
 )";
@@ -64,6 +74,8 @@ struct cli_args {
     acp::config::load_options load;
     std::optional<std::string> listen;
     std::optional<std::string> admin_listen;
+    std::optional<std::string> certs_dir;     // serve
+    std::optional<std::string> dial_timeout;  // serve
 };
 
 int usage_error(const std::string& message) {
@@ -88,7 +100,8 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             return std::nullopt;
         };
         auto is_flag = [&](std::string_view flag) {
-            return arg == flag || (arg.size() > flag.size() && arg.substr(0, flag.size() + 1) == std::string(flag) + "=");
+            return arg == flag ||
+                   (arg.size() > flag.size() && arg.substr(0, flag.size() + 1) == std::string(flag) + "=");
         };
         if (out.command == "hosts" && (arg == "-h" || arg == "--help")) {
             out.rest.emplace_back(arg);
@@ -98,8 +111,7 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             std::fwrite(usage_text.data(), 1, usage_text.size(), stdout);
             return 0;
         }
-        if (is_flag("--config") || is_flag("--acr-configuration") || is_flag("--listen") ||
-            is_flag("--admin-listen")) {
+        if (is_flag("--config") || is_flag("--acr-configuration") || is_flag("--listen") || is_flag("--admin-listen")) {
             const auto flag = arg.substr(0, arg.find('='));
             auto v = value_of(flag);
             if (!v || v->empty()) {
@@ -118,6 +130,15 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
         }
         if (out.command == "hosts") {
             out.rest.emplace_back(arg);  // install|print|remove and their own options
+            continue;
+        }
+        if (is_flag("--certs-dir") || is_flag("--dial-timeout")) {
+            const auto flag = arg.substr(0, arg.find('='));
+            auto v = value_of(flag);
+            if (!v || v->empty()) {
+                return usage_error(std::string(flag) + " needs a value");
+            }
+            (flag == "--certs-dir" ? out.certs_dir : out.dial_timeout) = *v;
             continue;
         }
         if (!arg.empty() && arg[0] == '-') {
@@ -153,19 +174,40 @@ std::optional<acp::config::listen_address> parse_listen_flag(const std::optional
     }
     auto parsed = acp::config::parse_listen_address(*v);
     if (!parsed) {
-        status = usage_error(std::string(flag) + " '" + *v + "': expected HOST:PORT with an IP literal host "
+        status = usage_error(std::string(flag) + " '" + *v +
+                             "': expected HOST:PORT with an IP literal host "
                              "(e.g. 127.0.0.1:5005 or [::1]:5005)");
     }
     return parsed;
 }
 
-int run(const cli_args& args) {
+int run(cli_args args) {
     if (args.command == "version") {
         std::printf("acr-credential-proxy %s\n", ACP_VERSION);
         return 0;
     }
     if (args.command != "serve" && args.command != "check-config" && args.command != "hosts") {
         return usage_error("unknown command '" + args.command + "'");
+    }
+    if (args.command == "hosts") {
+        // `--certs-dir DIR hosts install`: options before the command belong to it too.
+        auto& rest = args.rest;
+        if (args.dial_timeout) {
+            rest.insert(rest.begin() + (rest.empty() ? 0 : 1), {"--dial-timeout", *args.dial_timeout});
+        }
+        if (args.certs_dir) {
+            rest.insert(rest.begin() + (rest.empty() ? 0 : 1), {"--certs-dir", *args.certs_dir});
+        }
+    } else if (args.command != "serve" && (args.certs_dir || args.dial_timeout)) {
+        return usage_error(std::string(args.certs_dir ? "--certs-dir" : "--dial-timeout") +
+                           " applies to serve and hosts only");
+    }
+    if (args.dial_timeout && !args.certs_dir && args.command == "serve") {
+        return usage_error("--dial-timeout needs --certs-dir (it is written into the hosts.toml files)");
+    }
+    if (args.dial_timeout && !acp::hosts::is_go_duration(*args.dial_timeout)) {
+        return usage_error("--dial-timeout '" + *args.dial_timeout +
+                           "': expected a duration such as 200ms, 2s or 1m30s");
     }
     const bool hosts_without_config = args.command == "hosts" && (args.rest.empty() || args.rest[0] != "install") &&
                                       (args.rest.empty() || args.rest[0] != "print");
@@ -213,10 +255,13 @@ int run(const cli_args& args) {
     if (args.command == "hosts") {
         return acp::hosts::run_hosts_command(args.rest, *cfg, std::cout, std::cerr);
     }
-    return acp::proxy::serve({.initial = cfg,
-                              .reload_from = args.load,
-                              .listen_override = listen,
-                              .admin_listen_override = admin_listen});
+    return acp::proxy::serve(
+        {.initial = cfg,
+         .reload_from = args.load,
+         .listen_override = listen,
+         .admin_listen_override = admin_listen,
+         .certs_dir = args.certs_dir ? std::optional<std::filesystem::path>(*args.certs_dir) : std::nullopt,
+         .dial_timeout = args.dial_timeout});
 }
 
 }  // namespace
@@ -228,7 +273,7 @@ int main(int argc, char** argv) {
         return *done;
     }
     try {
-        return run(parsed);
+        return run(std::move(parsed));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "acr-credential-proxy: %s\n", e.what());
         return 1;

@@ -1,9 +1,11 @@
 #include "proxy/serve.hpp"
 
 #include "config/logging.hpp"
+#include "proxy/certs_sync.hpp"
 #include "proxy/config_watch.hpp"
 #include "proxy/server.hpp"
 #include "proxy/snapshot.hpp"
+#include "proxy/systemd_notify.hpp"
 #include "tokens/acr_password_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +19,7 @@
 
 #include <csignal>
 #include <functional>
+#include <unistd.h>
 
 namespace acp::proxy {
 namespace {
@@ -82,11 +85,12 @@ net::awaitable<std::shared_ptr<const snapshot>> load_snapshot(config::load_optio
     if (admin_listen) {
         cfg->admin_listen = *admin_listen;
     }
-    if (env.acr != nullptr && (cfg->acr_instances != env.acr->configured_instances() ||
-                               !(cfg->alibaba == env.acr->configured_alibaba()))) {
+    if (env.acr != nullptr &&
+        (cfg->acr_instances != env.acr->configured_instances() || !(cfg->alibaba == env.acr->configured_alibaba()))) {
         static const auto log_acr = logging::logger("tokens");
-        log_acr->warn("acrInstances or alibaba settings changed: they take effect after a restart; "
-                      "the running ACR credential store keeps its instances");
+        log_acr->warn(
+            "acrInstances or alibaba settings changed: they take effect after a restart; "
+            "the running ACR credential store keeps its instances");
     }
     co_return build_snapshot(with_discovered_domains(std::move(cfg), env.acr), env);
 }
@@ -133,8 +137,24 @@ net::awaitable<void> watch_files(config_watch& watch, reload_trigger& trigger) {
     }
 }
 
+// Runs sync->sync(cfg) on the control thread (blocking file I/O stays off the event loop).
+net::awaitable<void> sync_certs_dir(certs_sync* sync, std::shared_ptr<const config::config> cfg,
+                                    net::thread_pool::executor_type control) {
+    if (sync == nullptr) {
+        co_return;
+    }
+    auto work = [](certs_sync* s, std::shared_ptr<const config::config> c) -> net::awaitable<void> {
+        s->sync(*c);
+        co_return;
+    };
+    // Built outside the co_await: GCC 12 mishandles non-trivial temporaries inside it.
+    auto task = work(sync, std::move(cfg));
+    co_await net::co_spawn(control, std::move(task), net::use_awaitable);
+}
+
 net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_trigger& trigger,
-                                 net::thread_pool::executor_type control, tokens::auth_environment env) {
+                                 net::thread_pool::executor_type control, tokens::auth_environment env,
+                                 certs_sync* sync, const systemd_notifier& notifier) {
     static const auto log = logging::logger("config");
     auto ex = co_await net::this_coro::executor;
     for (;;) {
@@ -164,6 +184,9 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
             srv.apply(next);
             srv.state()->stats.on_reload(true);
             log->info("configuration reloaded: {} route(s)", next->routes.routes().size());
+            (void)notifier.send(fmt::format("STATUS=serving {} route(s)", next->routes.routes().size()));
+            auto synced = sync_certs_dir(sync, next->cfg, control);
+            co_await std::move(synced);
         } catch (const config::config_error& e) {
             for (const auto& d : e.errors()) {
                 log->error("rejected new configuration: {}", d.str());
@@ -185,16 +208,45 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
     }
 }
 
+// WATCHDOG=1 from the event loop itself: if the loop stalls, the pings stop.
+net::awaitable<void> watchdog_loop(const systemd_notifier& notifier) {
+    const auto interval = systemd_notifier::watchdog_interval();
+    net::steady_timer timer(co_await net::this_coro::executor);
+    if (!interval || !notifier.enabled()) {
+        timer.expires_at(clock::time_point::max());
+        co_await timer.async_wait(use_nothrow);
+        co_return;
+    }
+    static const auto log = logging::logger("main");
+    log->info("systemd watchdog: pinging every {} ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(*interval).count());
+    for (;;) {
+        if (auto err = notifier.send("WATCHDOG=1")) {
+            log->warn("systemd watchdog: {}", *err);
+        }
+        timer.expires_after(*interval);
+        co_await timer.async_wait(use_nothrow);
+        if (co_await cancelled()) {
+            co_return;
+        }
+    }
+}
+
 net::awaitable<void> run_lifecycle(server* srv, net::signal_set* signals, serve_options opts,
                                    net::thread_pool::executor_type control, tokens::auth_environment env,
-                                   std::shared_ptr<std::function<void()>> on_discovery) {
+                                   std::shared_ptr<std::function<void()>> on_discovery, certs_sync* sync,
+                                   const systemd_notifier* notifier) {
     auto ex = co_await net::this_coro::executor;
     reload_trigger trigger(ex);
     // Newly discovered ACR domains become routes through an ordinary reload.
-    *on_discovery = [&trigger] { trigger.fire(); };
+    *on_discovery = [&trigger] {
+        trigger.fire();
+    };
     config_watch watch(ex, opts.reload_from.config_file, opts.reload_from.acr_configuration_dir);
     co_await (wait_for_stop(*signals, trigger) ||
-              (watch_files(watch, trigger) || reload_loop(*srv, opts, trigger, control, env)));
+              (watch_files(watch, trigger) ||
+               (reload_loop(*srv, opts, trigger, control, env, sync, *notifier) || watchdog_loop(*notifier))));
+    (void)notifier->send("STOPPING=1\nSTATUS=draining in-flight transfers");
     *on_discovery = nullptr;
     watch.close();
     signals->clear();
@@ -250,13 +302,28 @@ int serve(const serve_options& opts) {
     log->info("listening data={} admin={} routes={} followRedirects={}", endpoint_text(srv.data_endpoint()),
               endpoint_text(srv.admin_endpoint()), snap->routes.routes().size(), snap->cfg->follow_redirects);
 
+    // hosts.toml after the listener is up: containerd may use a file the moment it appears.
+    std::unique_ptr<certs_sync> sync;
+    if (opts.certs_dir) {
+        hosts::render_options ro;
+        ro.dial_timeout = opts.dial_timeout;
+        sync = std::make_unique<certs_sync>(*opts.certs_dir, std::move(ro));
+        sync->sync(*snap->cfg);
+    }
+    const systemd_notifier notifier;
+    if (auto err = notifier.send(
+            fmt::format("READY=1\nSTATUS=serving {} route(s)\nMAINPID={}", snap->routes.routes().size(), ::getpid()))) {
+        log->warn("systemd notification: {}", *err);
+    }
+
     net::thread_pool control(1);
     std::exception_ptr failed;
-    net::co_spawn(ioc, run_lifecycle(&srv, &signals, opts, control.get_executor(), env, on_discovery),
-                  [&ioc, &failed](std::exception_ptr e) {
-                      failed = e;
-                      ioc.stop();
-                  });
+    auto lifecycle =
+        run_lifecycle(&srv, &signals, opts, control.get_executor(), env, on_discovery, sync.get(), &notifier);
+    net::co_spawn(ioc, std::move(lifecycle), [&ioc, &failed](std::exception_ptr e) {
+        failed = e;
+        ioc.stop();
+    });
     ioc.run();
     control.join();
     if (acr) {

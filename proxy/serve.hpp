@@ -1,14 +1,19 @@
 // Runs the proxy: data listener, admin listener, reload and shutdown.
 //
 // Owns: the io_context(s), signal handling (SIGTERM/SIGINT drain and exit,
-// SIGHUP reload) and the config-file watch. Blocks the calling thread until
+// SIGHUP reload), the config-file watch, the hosts.toml sync (--certs-dir) and
+// the systemd notifications (READY=1 once listening with the config loaded,
+// WATCHDOG=1 from the event loop, STOPPING=1). Blocks the calling thread until
 // shutdown completes.
 #pragma once
 
 #include "config/config.hpp"
 #include "config/loader.hpp"
 
+#include <filesystem>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace acp::proxy {
 
@@ -18,6 +23,10 @@ struct serve_options {
     // Command-line overrides re-applied to every reloaded config.
     std::optional<config::listen_address> listen_override;
     std::optional<config::listen_address> admin_listen_override;
+    // --certs-dir: keep <dir>/<domain>/hosts.toml in step with the served
+    // domains (configured and discovered) while running; see certs_sync.hpp.
+    std::optional<std::filesystem::path> certs_dir;
+    std::optional<std::string> dial_timeout;  // --dial-timeout, written into those files
 };
 
 /// Returns the process exit status: 0 after a clean shutdown, 1 when a
