@@ -127,6 +127,7 @@ class Proxy:
         self.port = None
         self.admin_port = None
         self.extra_args = []  # appended to `serve --config FILE` (e.g. --certs-dir DIR)
+        self.wrapper = []  # put before the binary (e.g. strace -f -o FILE --)
         os.makedirs(directory, exist_ok=True)
         self.config_path = os.path.join(directory, f"{name}.yaml")
         self.log_path = os.path.join(directory, f"{name}.log")
@@ -146,7 +147,7 @@ class Proxy:
             self.write_config()
             env = dict(os.environ)
             env.update(self.env)
-            self.child = harness.Child(self.name, [self.binary, "serve", "--config", self.config_path, *self.extra_args],
+            self.child = harness.Child(self.name, [*self.wrapper, self.binary, "serve", "--config", self.config_path, *self.extra_args],
                                        self.log_path, env=env)
             try:
                 harness.wait_until(self._healthy, timeout, f"{self.name} /healthz")
