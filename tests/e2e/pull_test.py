@@ -34,6 +34,9 @@ pull fetches every byte again (containerd shares content across namespaces).
   T5 with the proxy stopped, the same pull (a fresh tag of an image whose
      content was removed) fails and reaches nothing of the registry; a new
      proxy plus `hosts install` and it works again.
+  T6 the proxy in `followRedirects` mode: it follows each blob's 307 itself
+     (access log: 200, the blob's size, redirects=1), the OSS stand-in gets
+     one GET per blob without Authorization, digests check out.
 
 Usage: pull_test.py --proxy build/proxy/acr-credential-proxy
 """
@@ -309,6 +312,34 @@ class T5ProxyStoppedTest(Base):
         c.eq(image_ref, img.config.digest, "the same pull once the proxy is back")
         e2e.check_content(c, node, CRI_NAMESPACE, [img.manifest] + img.blobs())
         e2e.check_redirect_path(c, acr, img.blobs())
+        c.done()
+
+
+class T6FollowRedirectsTest(Base):
+    def test_follow_redirects_mode_carries_the_blobs_without_authorization_to_oss(self):
+        img = World.many
+        node, acr = World.node, World.acr
+        c = harness.Checks(self)
+        c.eq(node.proxy.stop(check=False), 0, "default proxy exit status after SIGTERM")
+        node.proxy_extra = {"followRedirects": True}
+        try:
+            node.start_proxy()
+            mark = len(node.proxy.log_text())
+            image_ref, seconds = node.cri_pull(f"{DOMAIN}/{REPO_MANY}:v1")
+            note(f"CRI pull of the 20-layer image, proxy in followRedirects mode: {seconds:.2f}s")
+            c.eq(image_ref, img.config.digest, "PullImage image_ref")
+            e2e.check_content(c, node, CRI_NAMESPACE, [img.manifest] + img.blobs())
+            # Each blob: the registry's 307, then one GET of the signed URL without Authorization.
+            e2e.check_redirect_path(c, acr, img.blobs())
+            lines = [x for x in self.access_lines(mark) if "kind=blob" in x]
+            c.check(all("status=200" in x and "redirects=1" in x for x in lines),
+                    f"the proxy followed each 307 itself and answered 200: {[x for x in lines][:2]}")
+            carried = sorted(int(m.group(1)) for x in lines for m in [re.search(r" bytes=(\d+) ", x)] if m)
+            c.eq(carried, sorted(b.size for b in img.blobs()), "bytes the proxy carried per blob (its access log)")
+        finally:
+            node.proxy.stop(check=False)
+            node.proxy_extra = {}
+            node.start_proxy()
         c.done()
 
 

@@ -281,7 +281,8 @@ def _make_handlers(state):
             obj = urllib.parse.unquote(parts.path.lstrip("/"))
             query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
             entry = {"m": self.command, "digest": _digest_of_object(obj), "s": None, "bytes": 0,
-                     "auth": self.headers.get("Authorization") is not None, "range": self.headers.get("Range")}
+                     "auth": self.headers.get("Authorization") is not None, "range": self.headers.get("Range"),
+                     "ua": self.headers.get("User-Agent")}
             with state.lock:
                 state.oss.append(entry)
                 del state.oss[:-20000]
@@ -735,7 +736,7 @@ class AcrLike:
     # -- what happened -----------------------------------------------------------
 
     def stats(self):
-        """{"front": [{"m", "p", "s"}...], "oss": [{"m", "digest", "s", "bytes", "auth", "range"}...],
+        """{"front": [{"m", "p", "s"}...], "oss": [{"m", "digest", "s", "bytes", "auth", "range", "ua"}...],
         "password_checks": n}"""
         return self._control("GET", "/stats")
 
