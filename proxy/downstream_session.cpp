@@ -152,10 +152,12 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
         ~closed_counter() { m.connection_closed(); }
     } counter{state->stats};
 
-    for (;;) {
+    // A new connection is about to send its request: not idle, so a drain
+    // that begins now serves it (with Connection: close) instead of closing it.
+    for (bool first = true;; first = false) {
         // Idle keep-alive: wait for the first byte of the next request.
-        entry->busy = false;
-        if (state->draining) {
+        entry->busy = first;
+        if (state->draining && !first) {
             break;
         }
         if (buffer.size() == 0) {

@@ -24,7 +24,7 @@ constexpr std::string_view usage_text = R"(acr-credential-proxy — node-local r
 
 Usage:
   acr-credential-proxy serve        (--config FILE | --acr-configuration DIR) [options]
-                                    [--certs-dir DIR [--dial-timeout DURATION]]
+                                    [--certs-dir DIR [--dial-timeout DURATION]] [--reuse-port]
   acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
   acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
                              [--dial-timeout DURATION]
@@ -60,6 +60,13 @@ Options:
                             does), at start and after each reload; files stay when the
                             proxy exits (undo with `hosts remove`)
   --dial-timeout DURATION   serve --certs-dir: also write dial_timeout (containerd >= 2.1)
+  --reuse-port              serve: bind with SO_REUSEPORT and take new connections over
+                            from a proxy already listening on the same addresses (also
+                            started with --reuse-port), which then drains and exits on
+                            SIGTERM without refusing or resetting a connection: the
+                            DaemonSet's rolling update (maxSurge). Under systemd, socket
+                            activation (acr-credential-proxy.socket) keeps the listening
+                            socket across restarts instead.
   -h, --help                this text
 
 Under systemd (Type=notify) serve sends READY=1 once it listens with the
@@ -76,6 +83,7 @@ struct cli_args {
     std::optional<std::string> admin_listen;
     std::optional<std::string> certs_dir;     // serve
     std::optional<std::string> dial_timeout;  // serve
+    bool reuse_port = false;                  // serve
 };
 
 int usage_error(const std::string& message) {
@@ -130,6 +138,10 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
         }
         if (out.command == "hosts") {
             out.rest.emplace_back(arg);  // install|print|remove and their own options
+            continue;
+        }
+        if (arg == "--reuse-port") {
+            out.reuse_port = true;
             continue;
         }
         if (is_flag("--certs-dir") || is_flag("--dial-timeout")) {
@@ -198,6 +210,8 @@ int run(cli_args args) {
         if (args.certs_dir) {
             rest.insert(rest.begin() + (rest.empty() ? 0 : 1), {"--certs-dir", *args.certs_dir});
         }
+    } else if (args.command != "serve" && args.reuse_port) {
+        return usage_error("--reuse-port applies to serve only");
     } else if (args.command != "serve" && (args.certs_dir || args.dial_timeout)) {
         return usage_error(std::string(args.certs_dir ? "--certs-dir" : "--dial-timeout") +
                            " applies to serve and hosts only");

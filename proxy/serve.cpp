@@ -294,13 +294,25 @@ int serve(const serve_options& opts) {
     server srv(ioc, snap);
     srv.state()->acr = acr.get();
     std::string what;
-    if (auto ec = srv.listen(what)) {
-        log->error("cannot {}: {}", what, ec.message());
+    auto inherited = take_inherited();
+    if (auto ec = srv.listen(what, inherited, {.reuse_port = opts.reuse_port})) {
+        log->error("cannot {}: {}{}", what, ec.message(),
+                   ec == boost::system::errc::address_in_use && opts.reuse_port
+                       ? " (the process listening there was not started with --reuse-port)"
+                   : ec == boost::system::errc::address_in_use
+                       ? " (another process listens there; a hand-over needs --reuse-port on both)"
+                       : "");
         return 1;
     }
+    for (const auto& s : inherited) {
+        log->warn("systemd passed socket fd {}{} that matches neither listen nor adminListen: closed", s.fd,
+                  s.name.empty() ? "" : " (" + s.name + ")");
+        ::close(s.fd);
+    }
     srv.start();
-    log->info("listening data={} admin={} routes={} followRedirects={}", endpoint_text(srv.data_endpoint()),
-              endpoint_text(srv.admin_endpoint()), snap->routes.routes().size(), snap->cfg->follow_redirects);
+    log->info("listening data={} ({}) admin={} ({}) routes={} followRedirects={}", endpoint_text(srv.data_endpoint()),
+              to_string(srv.data_origin()), endpoint_text(srv.admin_endpoint()), to_string(srv.admin_origin()),
+              snap->routes.routes().size(), snap->cfg->follow_redirects);
 
     // hosts.toml after the listener is up: containerd may use a file the moment it appears.
     std::unique_ptr<certs_sync> sync;

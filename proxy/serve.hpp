@@ -27,6 +27,9 @@ struct serve_options {
     // domains (configured and discovered) while running; see certs_sync.hpp.
     std::optional<std::filesystem::path> certs_dir;
     std::optional<std::string> dial_timeout;  // --dial-timeout, written into those files
+    // --reuse-port: SO_REUSEPORT hand-over to/from another process on the same
+    // addresses (a DaemonSet rolling update with maxSurge); see listeners.hpp.
+    bool reuse_port = false;
 };
 
 /// Returns the process exit status: 0 after a clean shutdown, 1 when a

@@ -3,6 +3,7 @@
 #include "config/logging.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/downstream_session.hpp"
+#include "proxy/listeners.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -15,35 +16,18 @@ enum class listener_kind { data, admin };
 constexpr std::size_t max_rejecting = 64;
 constexpr std::size_t max_admin_sessions = 64;
 
-error_code open_acceptor(net::io_context& ioc, const config::listen_address& where, std::optional<tcp::acceptor>& out,
-                         tcp::endpoint& bound) {
-    error_code ec;
-    const auto address = net::ip::make_address(where.host, ec);
-    if (ec) {
-        return ec;
-    }
-    tcp::acceptor a(ioc);
-    const tcp::endpoint ep(address, where.port);
-    if (a.open(ep.protocol(), ec); ec) {
-        return ec;
-    }
-    if (a.set_option(tcp::acceptor::reuse_address(true), ec); ec) {
-        return ec;
-    }
-    if (a.bind(ep, ec); ec) {
-        return ec;
-    }
-    if (a.listen(net::socket_base::max_listen_connections, ec); ec) {
-        return ec;
-    }
-    bound = a.local_endpoint(ec);
-    out.emplace(std::move(a));
-    return ec;
-}
-
 net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::acceptor acceptor, listener_kind kind,
                                      std::shared_ptr<task_group::entry> entry) {
-    entry->stop = [&acceptor] {
+    auto ex = acceptor.get_executor();
+    entry->stop = [&acceptor, &state, kind, ex] {
+        // Connections already in the queue are served, not reset by the close:
+        // they were made while we still listened (clients count on them).
+        if (kind == listener_kind::data && acceptor.is_open()) {
+            for (auto& socket : drain_accept_queue(acceptor)) {
+                auto e = task_group::make_entry();
+                state->sessions.spawn(ex, run_downstream_session(state, std::move(socket), e), e);
+            }
+        }
         error_code ec;
         acceptor.close(ec);
     };
@@ -51,7 +35,6 @@ net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::a
         task_group::entry& e;
         ~clear_hook() { e.stop = nullptr; }
     } guard{*entry};
-    auto ex = acceptor.get_executor();
     static const auto log = logging::logger("proxy");
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
@@ -102,13 +85,14 @@ server::~server() {
     }
 }
 
-error_code server::listen(std::string& what) {
+error_code server::listen(std::string& what, std::vector<inherited_socket>& inherited, const listener_options& opts) {
     const auto cfg = state_->snapshots.load()->cfg;
-    if (auto ec = open_acceptor(ioc_, cfg->listen, data_acceptor_, data_endpoint_)) {
+    if (auto ec = open_listener(ioc_, cfg->listen, inherited, opts, data_acceptor_, data_endpoint_, data_origin_)) {
         what = "listen " + cfg->listen.host + ":" + std::to_string(cfg->listen.port);
         return ec;
     }
-    if (auto ec = open_acceptor(ioc_, cfg->admin_listen, admin_acceptor_, admin_endpoint_)) {
+    if (auto ec =
+            open_listener(ioc_, cfg->admin_listen, inherited, opts, admin_acceptor_, admin_endpoint_, admin_origin_)) {
         what = "adminListen " + cfg->admin_listen.host + ":" + std::to_string(cfg->admin_listen.port);
         return ec;
     }

@@ -4,10 +4,12 @@
 // Owns: the acceptors (moved into their accept-loop coroutines) and the
 // server_state shared with every session. Thread affinity: construct and
 // call everything on (or before running) the io_context's thread.
-// shutdown() stops accepting, lets in-flight requests finish for
+// shutdown() stops accepting (serving what already sits in the data
+// listener's queue), lets in-flight requests finish for
 // timeouts.shutdownGrace, then cancels the rest and waits for every task.
 #pragma once
 
+#include "proxy/listeners.hpp"
 #include "proxy/net.hpp"
 #include "proxy/server_state.hpp"
 #include "proxy/task_group.hpp"
@@ -27,14 +29,22 @@ public:
     server& operator=(const server&) = delete;
     ~server();
 
-    /// Binds both listeners from the snapshot's config (port 0: any free
-    /// port). On failure returns the error and says which address in `what`.
-    error_code listen(std::string& what);
+    /// Opens both listeners from the snapshot's config (port 0: any free
+    /// port): a socket from `inherited` (systemd) with the same address, else a
+    /// new one (SO_REUSEPORT with opts.reuse_port); see listeners.hpp. On
+    /// failure returns the error and says which address in `what`.
+    error_code listen(std::string& what, std::vector<inherited_socket>& inherited, const listener_options& opts);
+    error_code listen(std::string& what) {
+        std::vector<inherited_socket> none;
+        return listen(what, none, {});
+    }
     /// Starts the accept loops (after listen()).
     void start();
 
     [[nodiscard]] tcp::endpoint data_endpoint() const noexcept { return data_endpoint_; }
     [[nodiscard]] tcp::endpoint admin_endpoint() const noexcept { return admin_endpoint_; }
+    [[nodiscard]] listener_origin data_origin() const noexcept { return data_origin_; }
+    [[nodiscard]] listener_origin admin_origin() const noexcept { return admin_origin_; }
     [[nodiscard]] const std::shared_ptr<server_state>& state() const noexcept { return state_; }
 
     /// Publishes a new snapshot (on the io_context thread): new requests use
@@ -50,6 +60,8 @@ private:
     std::optional<tcp::acceptor> admin_acceptor_;
     tcp::endpoint data_endpoint_;
     tcp::endpoint admin_endpoint_;
+    listener_origin data_origin_ = listener_origin::bound;
+    listener_origin admin_origin_ = listener_origin::bound;
     task_group listeners_{"listener"};
 };
 
