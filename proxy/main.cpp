@@ -275,7 +275,8 @@ int run(cli_args args) {
          .listen_override = listen,
          .admin_listen_override = admin_listen,
          .certs_dir = args.certs_dir ? std::optional<std::filesystem::path>(*args.certs_dir) : std::nullopt,
-         .dial_timeout = args.dial_timeout});
+         .dial_timeout = args.dial_timeout,
+         .reuse_port = args.reuse_port});
 }
 
 }  // namespace

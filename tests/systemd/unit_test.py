@@ -10,6 +10,9 @@
 - the settings issue 6 names are there (Type=notify, WatchdogSec, Restart=always,
   a privileged ExecStartPre running `hosts install`, DynamicUser, no capabilities,
   ProtectSystem=strict, NoNewPrivileges, PrivateTmp, RestrictAddressFamilies);
+- the socket unit (socket activation) verifies together with the service and
+  listens where the proxy does by default (listen 127.0.0.1:5005, adminListen
+  127.0.0.1:5006, as `check-config` prints them);
 - the ExecStartPre command line works: run as written, with the config and
   certs dir moved into a temp dir, it writes hosts.toml; the ExecStart line's
   options are accepted (`check-config` with the same options).
@@ -93,6 +96,27 @@ class Unit(unittest.TestCase):
         exposure = float(m.group(1))
         print(f"systemd-analyze security --offline=true: exposure {exposure}", flush=True)
         self.assertLessEqual(exposure, MAX_EXPOSURE, proc.stdout)
+
+    def test_socket_unit_verifies_and_matches_the_default_listeners(self):
+        socket_unit = os.path.join(os.path.dirname(self.unit_path), "acr-credential-proxy.socket")
+        self.assertTrue(os.path.exists(socket_unit), f"{socket_unit} is built beside the service")
+        local_socket = self.tmp.join("acr-credential-proxy.socket")
+        with open(socket_unit) as src, open(local_socket, "w") as dst:
+            text = src.read()
+            dst.write(text)
+        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", local_socket, self.local_unit],
+                              capture_output=True, text=True, timeout=60)
+        about_us = [l for l in (proc.stdout + proc.stderr).splitlines() if "acr-credential-proxy" in l]
+        self.assertEqual((proc.returncode, about_us), (0, []), proc.stdout + proc.stderr)
+        listens = [v for k, v in parse_unit(text)["Socket"] if k == "ListenStream"]
+        config = self.tmp.join("defaults.yaml")
+        with open(config, "w") as f:
+            f.write("registries: []\n")
+        shown = subprocess.run([self.binary, "check-config", "--config", config], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+        defaults = re.findall(r"^(?:listen|adminListen):\s*\"?([0-9.:\[\]]+)\"?\s*$", shown, re.M)
+        self.assertEqual(len(defaults), 2, f"listen and adminListen in check-config output:\n{shown}")
+        self.assertEqual(listens, defaults, "ListenStream= lines are the default listen and adminListen")
 
     def test_the_settings_the_issue_names(self):
         self.assertEqual(self.value("Type"), "notify")
