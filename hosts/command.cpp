@@ -2,7 +2,10 @@
 
 #include "hosts/certs_dir.hpp"
 
+#include <csignal>
+#include <cstring>
 #include <optional>
+#include <pthread.h>
 
 namespace acp::hosts {
 
@@ -16,6 +19,7 @@ struct hosts_args {
     std::string verb;
     std::string certs_dir{default_certs_dir};
     std::optional<std::string> dial_timeout;
+    bool wait = false;
     bool help = false;
 };
 
@@ -37,6 +41,8 @@ std::optional<std::string> parse(const std::vector<std::string>& args, hosts_arg
         };
         if (arg == "-h" || arg == "--help" || arg == "help") {
             a.help = true;
+        } else if (arg == "--wait") {
+            a.wait = true;
         } else if (auto v = value_of("--certs-dir")) {
             if (!*v || (*v)->empty()) {
                 return "--certs-dir needs a directory";
@@ -63,6 +69,9 @@ std::optional<std::string> parse(const std::vector<std::string>& args, hosts_arg
     }
     if (a.dial_timeout && a.verb == "remove") {
         return "--dial-timeout applies to install and print only";
+    }
+    if (a.wait && a.verb != "remove") {
+        return "--wait applies to remove only";
     }
     if (a.dial_timeout && !is_go_duration(*a.dial_timeout)) {
         return "--dial-timeout '" + *a.dial_timeout + "': expected a duration such as 200ms, 2s or 1m30s";
@@ -178,6 +187,66 @@ int print_applied(std::string_view verb, const report& r, std::ostream& out, std
     return r.ok() ? exit_ok : exit_partial;
 }
 
+// Blocks SIGTERM and SIGINT in the calling thread for its lifetime, so one that
+// arrives while `remove` restores files stays pending instead of killing the
+// process half-way; wait() then takes it. The old mask comes back at the end.
+class termination_signals {
+public:
+    termination_signals() {
+        ::sigemptyset(&set_);
+        ::sigaddset(&set_, SIGTERM);
+        ::sigaddset(&set_, SIGINT);
+        blocked_ = ::pthread_sigmask(SIG_BLOCK, &set_, &old_) == 0;
+    }
+    ~termination_signals() {
+        if (blocked_) {
+            drop_pending();  // unblocking a pending SIGTERM would kill us: the caller chose to return
+            ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+        }
+    }
+    termination_signals(const termination_signals&) = delete;
+    termination_signals& operator=(const termination_signals&) = delete;
+
+    /// The signal that arrived, or an error message.
+    [[nodiscard]] std::optional<std::string> wait(int& signal) const {
+        if (!blocked_) {
+            return "cannot block SIGTERM/SIGINT";
+        }
+        if (const int rc = ::sigwait(&set_, &signal); rc != 0) {
+            return std::string("sigwait failed: ") + std::strerror(rc);
+        }
+        return std::nullopt;
+    }
+
+private:
+    void drop_pending() const {
+        const timespec now{};
+        while (::sigtimedwait(&set_, nullptr, &now) > 0) {
+        }
+    }
+
+    sigset_t set_{};
+    sigset_t old_{};
+    bool blocked_ = false;
+};
+
+int remove_and_wait(const hosts_args& a, std::ostream& out, std::ostream& err) {
+    const termination_signals signals;
+    const int status = print_applied(a.verb, remove(a.certs_dir), out, err);
+    if (status != exit_ok) {
+        err << "hosts remove: not everything was undone; exiting without --wait so it is tried again\n";
+        return status;
+    }
+    out << "hosts remove: done; waiting for SIGTERM (--wait)" << std::endl;
+    int signal = 0;
+    if (auto e = signals.wait(signal)) {
+        err << "hosts remove: " << *e << "\n";
+        return exit_partial;
+    }
+    out << "hosts remove: " << (signal == SIGINT ? "SIGINT" : "SIGTERM") << " received, exiting" << std::endl;
+    return exit_ok;
+}
+
 }  // namespace
 
 int run_hosts_command(const std::vector<std::string>& args, const config::config& cfg, std::ostream& out,
@@ -197,7 +266,7 @@ int run_hosts_command(const std::vector<std::string>& args, const config::config
         return exit_ok;
     }
     if (a.verb == "remove") {
-        return print_applied(a.verb, remove(a.certs_dir), out, err);
+        return a.wait ? remove_and_wait(a, out, err) : print_applied(a.verb, remove(a.certs_dir), out, err);
     }
     auto domains = config_domains(cfg);
     domains.insert(domains.end(), discovered_domains.begin(), discovered_domains.end());

@@ -2,7 +2,9 @@
 //
 // Owns: its argument parsing and the human-readable output; the work itself
 // is certs_dir.hpp. Thread affinity: none; blocking file I/O on the calling
-// thread (main, before anything else runs). No async calls.
+// thread (main, before anything else runs). No async calls. `remove --wait`
+// blocks SIGTERM and SIGINT in the calling thread and then waits for one of
+// them (sigwait); the thread's signal mask is restored before it returns.
 #pragma once
 
 #include "config/config.hpp"
@@ -19,7 +21,7 @@ inline constexpr std::string_view hosts_usage =
     R"(Usage:
   acr-credential-proxy hosts install (--config FILE | --acr-configuration DIR) [--certs-dir DIR] [--dial-timeout DURATION]
   acr-credential-proxy hosts print   (--config FILE | --acr-configuration DIR) [--certs-dir DIR] [--dial-timeout DURATION]
-  acr-credential-proxy hosts remove  [--certs-dir DIR]
+  acr-credential-proxy hosts remove  [--certs-dir DIR] [--wait]
 
   hosts install  For every registry domain the proxy serves (acrInstances[].domains and
                  registries[].host), write <certs-dir>/<domain>/hosts.toml so containerd tries
@@ -36,6 +38,11 @@ inline constexpr std::string_view hosts_usage =
   --certs-dir DIR          containerd's registry config_path (default /etc/containerd/certs.d)
   --dial-timeout DURATION  also write dial_timeout (e.g. 200ms) so containerd gives up on a
                            stopped proxy quickly; only containerd >= 2.1 reads it
+  --wait                   remove only: after everything was undone, stay running until
+                           SIGTERM or SIGINT, then exit 0 (so a DaemonSet can run remove on
+                           every node); a signal that arrives while files are being restored
+                           waits until they all are. When something could not be undone it
+                           exits 1 at once, so the pod restarts and tries again.
 
   Exit status: 0 every file in place, 1 a file was left untouched or could not be
   written (see the warnings), 2 usage or configuration error.

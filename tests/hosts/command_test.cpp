@@ -4,11 +4,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <pthread.h>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -82,6 +87,8 @@ TEST_CASE("hosts CLI: usage errors exit 2 and name the problem", "[hosts][cli]")
         {{"install", "--certs-dir="}, "--certs-dir needs a directory"},
         {{"install", "--dial-timeout", "fast"}, "--dial-timeout 'fast': expected a duration"},
         {{"remove", "--dial-timeout=1s"}, "--dial-timeout applies to install and print only"},
+        {{"install", "--wait"}, "--wait applies to remove only"},
+        {{"print", "--wait"}, "--wait applies to remove only"},
     };
     for (const auto& r : rows) {
         const auto res = run(r.args);
@@ -165,4 +172,113 @@ TEST_CASE("hosts CLI: domains come from the config and from discovery", "[hosts]
     const auto empty = run({"print", "--certs-dir", (t.path / "empty").string()}, none);
     CHECK(contains(empty.err, "ACR instance 'cri-discovered' lists no domains"));
     CHECK(contains(empty.err, "names no registry domain"));
+}
+
+namespace {
+
+// Blocks `sig` in the calling thread for the scope (a test that raises a
+// signal at itself must not let the default action end the test runner).
+class blocked_signal {
+public:
+    explicit blocked_signal(int sig) {
+        ::sigemptyset(&set_);
+        ::sigaddset(&set_, sig);
+        REQUIRE(::pthread_sigmask(SIG_BLOCK, &set_, &old_) == 0);
+    }
+    ~blocked_signal() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+    blocked_signal(const blocked_signal&) = delete;
+    blocked_signal& operator=(const blocked_signal&) = delete;
+
+    [[nodiscard]] bool pending() const {
+        sigset_t p;
+        ::sigemptyset(&p);
+        ::sigpending(&p);
+        for (int s = 1; s < NSIG; ++s) {
+            if (::sigismember(&set_, s) == 1 && ::sigismember(&p, s) == 1) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    sigset_t set_{};
+    sigset_t old_{};
+};
+
+std::string installed_file(const std::string& certs) {
+    REQUIRE(run({"install", "--certs-dir", certs}).status == 0);
+    return certs + "/" + domain + "/hosts.toml";
+}
+
+}  // namespace
+
+TEST_CASE("hosts CLI: remove --wait undoes everything even when SIGTERM is already pending, then exits 0",
+          "[hosts][cli][wait]") {
+    temp_dir t;
+    const auto certs = (t.path / "certs.d").string();
+    const auto file = installed_file(certs);
+
+    // The DaemonSet's pod can be deleted while files are being restored: the
+    // signal must wait until they all are, then end the wait.
+    const blocked_signal guard(SIGTERM);
+    REQUIRE(::pthread_kill(::pthread_self(), SIGTERM) == 0);
+    REQUIRE(guard.pending());
+    const auto res = run({"remove", "--certs-dir", certs, "--wait"});
+    INFO(res.out << res.err);
+    CHECK(res.status == 0);
+    CHECK_FALSE(fs::exists(file));
+    CHECK(fs::is_empty(certs));
+    CHECK(res.out ==
+          "removed " + file + "\nhosts remove: 0 written, 0 unchanged, 1 undone, 0 left untouched, 0 failed (" + certs +
+              ")\nhosts remove: done; waiting for SIGTERM (--wait)\nhosts remove: SIGTERM received, exiting\n");
+    CHECK(res.err.empty());
+    CHECK_FALSE(guard.pending());  // taken by the wait, not left behind
+}
+
+TEST_CASE("hosts CLI: remove --wait stays running until a signal arrives", "[hosts][cli][wait]") {
+    temp_dir t;
+    const auto certs = (t.path / "certs.d").string();
+    const auto file = installed_file(certs);
+
+    std::atomic<bool> returned{false};
+    run_result res{};
+    std::thread waiter([&] {
+        res = run({"remove", "--certs-dir", certs, "--wait"});
+        returned = true;
+    });
+    // The file goes before the wait starts; signals are blocked in that thread from before it goes.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (fs::exists(file) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+    }
+    CHECK_FALSE(fs::exists(file));
+    // Still running after the files are gone; a wait that returned on its own would usually have by now.
+    for (int i = 0; i < 1000 && !returned; ++i) {
+        std::this_thread::yield();
+    }
+    CHECK_FALSE(returned);
+    REQUIRE(::pthread_kill(waiter.native_handle(), SIGINT) == 0);
+    waiter.join();
+    CHECK(returned);
+    CHECK(res.status == 0);
+    CHECK(contains(res.out,
+                   "hosts remove: done; waiting for SIGTERM (--wait)\nhosts remove: SIGINT received, exiting\n"));
+}
+
+TEST_CASE("hosts CLI: remove --wait exits 1 at once when something could not be undone", "[hosts][cli][wait]") {
+    temp_dir t;
+    const auto certs = (t.path / "certs.d").string();
+    const auto file = installed_file(certs);
+    // Our file, replaced by someone with a symbolic link: left untouched, so the pod must restart and retry.
+    fs::remove(file);
+    fs::create_symlink("elsewhere.toml", file);
+
+    const auto res = run({"remove", "--certs-dir", certs, "--wait"});
+    INFO(res.out << res.err);
+    CHECK(res.status == 1);
+    CHECK(fs::is_symlink(file));
+    CHECK(contains(res.out, "1 left untouched"));
+    CHECK_FALSE(contains(res.out, "waiting for SIGTERM"));
+    CHECK(contains(res.err, "hosts remove: not everything was undone; exiting without --wait so it is tried again\n"));
 }
