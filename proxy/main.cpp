@@ -5,6 +5,7 @@
 #include "config/logging.hpp"
 #include "hosts/command.hpp"
 #include "hosts/hosts_toml.hpp"
+#include "proxy/doctor.hpp"
 #include "proxy/serve.hpp"
 
 #include <cstdio>
@@ -29,6 +30,9 @@ Usage:
   acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
                              [--dial-timeout DURATION]
   acr-credential-proxy hosts remove [--certs-dir DIR]
+  acr-credential-proxy doctor       (--config FILE | --acr-configuration DIR) [options]
+                                    [--certs-dir DIR] [--containerd-config FILE]
+                                    [--image REF] [--timeout DURATION]
   acr-credential-proxy version
   acr-credential-proxy --help
 
@@ -44,6 +48,15 @@ Commands:
                  <certs-dir>/<domain>/hosts.toml for every configured registry domain,
                  merging with (never wiping) files that are already there.
                  See 'acr-credential-proxy hosts --help'.
+  doctor         Check this node end to end and print a checklist (✓ ok, ✗ failed,
+                 ! warning), each ✗ with the fix: the configuration; the Alibaba
+                 credential source and its expiry; per ACR instance GetAuthorizationToken
+                 and ListInstanceEndpoint (configured vs discovered domains); per domain
+                 DNS, TLS and the token realm, as the proxy dials them; each domain's
+                 hosts.toml; containerd's config_path; the running proxy's /readyz; with
+                 --image, whether its registry is served and a manifest HEAD through the
+                 proxy. Exit 0 when nothing failed (warnings allowed), 1 otherwise.
+                 See docs/doctor.md.
   version        Print the version.
 
 Configuration sources (at least one; with both, the file is the base and the
@@ -59,7 +72,13 @@ Options:
                             domain served, configured and discovered (as `hosts install`
                             does), at start and after each reload; files stay when the
                             proxy exits (undo with `hosts remove`)
+                            doctor: where the hosts.toml files should be
+                            (default /etc/containerd/certs.d)
   --dial-timeout DURATION   serve --certs-dir: also write dial_timeout (containerd >= 2.1)
+  --containerd-config FILE  doctor: containerd's config (default /etc/containerd/config.toml)
+  --image REF               doctor: also check this image (host[:port]/path[:tag][@digest]):
+                            its registry is served, and its manifest answers through the proxy
+  --timeout DURATION        doctor: bound for each network call (default 5s)
   --reuse-port              serve: bind with SO_REUSEPORT and take new connections over
                             from a proxy already listening on the same addresses (also
                             started with --reuse-port), which then drains and exits on
@@ -84,6 +103,10 @@ struct cli_args {
     std::optional<std::string> certs_dir;     // serve
     std::optional<std::string> dial_timeout;  // serve
     bool reuse_port = false;                  // serve
+
+    std::optional<std::string> containerd_config;  // doctor
+    std::optional<std::string> image;              // doctor
+    std::optional<std::string> timeout;            // doctor
 };
 
 int usage_error(const std::string& message) {
@@ -153,6 +176,16 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             (flag == "--certs-dir" ? out.certs_dir : out.dial_timeout) = *v;
             continue;
         }
+        if (is_flag("--containerd-config") || is_flag("--image") || is_flag("--timeout")) {
+            const auto flag = arg.substr(0, arg.find('='));
+            auto v = value_of(flag);
+            if (!v || v->empty()) {
+                return usage_error(std::string(flag) + " needs a value");
+            }
+            (flag == "--containerd-config" ? out.containerd_config : (flag == "--image" ? out.image : out.timeout)) =
+                *v;
+            continue;
+        }
         if (!arg.empty() && arg[0] == '-') {
             return usage_error("unknown option '" + std::string(arg) + "'");
         }
@@ -193,13 +226,48 @@ std::optional<acp::config::listen_address> parse_listen_flag(const std::optional
     return parsed;
 }
 
+// `doctor` loads the configuration itself: an invalid one is its first ✗.
+int run_doctor(const cli_args& args, const std::optional<acp::config::listen_address>& listen,
+               const std::optional<acp::config::listen_address>& admin_listen) {
+    acp::proxy::doctor_options opts;
+    opts.load = args.load;
+    opts.listen = listen;
+    opts.admin_listen = admin_listen;
+    if (args.certs_dir) {
+        opts.certs_dir = *args.certs_dir;
+    }
+    if (args.containerd_config) {
+        opts.containerd_config = *args.containerd_config;
+    }
+    opts.image = args.image;
+    if (args.timeout) {
+        const auto t = acp::config::parse_duration(*args.timeout);
+        if (!t || t->count() <= 0) {
+            return usage_error("--timeout '" + *args.timeout + "': expected a duration above 0 such as 500ms or 5s");
+        }
+        opts.timeout = *t;
+    }
+    // Diagnostics go to stdout as the checklist; only warnings and errors are logged (stderr).
+    acp::logging::setup({.level = "warn", .format = acp::config::log_format::text});
+    return acp::proxy::run_doctor(opts, std::cout);
+}
+
 int run(cli_args args) {
     if (args.command == "version") {
         std::printf("acr-credential-proxy %s\n", ACP_VERSION);
         return 0;
     }
-    if (args.command != "serve" && args.command != "check-config" && args.command != "hosts") {
+    if (args.command != "serve" && args.command != "check-config" && args.command != "hosts" &&
+        args.command != "doctor") {
         return usage_error("unknown command '" + args.command + "'");
+    }
+    if (args.command != "doctor" && (args.containerd_config || args.image || args.timeout)) {
+        return usage_error(
+            std::string(args.containerd_config ? "--containerd-config" : (args.image ? "--image" : "--timeout")) +
+            " applies to doctor only");
+    }
+    if (args.command == "doctor" && args.dial_timeout) {
+        return usage_error("--dial-timeout applies to serve and hosts only");
     }
     if (args.command == "hosts") {
         // `--certs-dir DIR hosts install`: options before the command belong to it too.
@@ -212,7 +280,7 @@ int run(cli_args args) {
         }
     } else if (args.command != "serve" && args.reuse_port) {
         return usage_error("--reuse-port applies to serve only");
-    } else if (args.command != "serve" && (args.certs_dir || args.dial_timeout)) {
+    } else if (args.command != "serve" && args.command != "doctor" && (args.certs_dir || args.dial_timeout)) {
         return usage_error(std::string(args.certs_dir ? "--certs-dir" : "--dial-timeout") +
                            " applies to serve and hosts only");
     }
@@ -237,6 +305,9 @@ int run(cli_args args) {
     auto admin_listen = parse_listen_flag(args.admin_listen, "--admin-listen", status);
     if (status != 0) {
         return status;
+    }
+    if (args.command == "doctor") {
+        return run_doctor(args, listen, admin_listen);
     }
 
     acp::config::load_result loaded;
