@@ -148,7 +148,7 @@ class Child:
     `kill_after` seconds. Every Child is also stopped at interpreter exit.
     """
 
-    def __init__(self, name, argv, log_path, env=None, cwd=None, stdin_data=None):
+    def __init__(self, name, argv, log_path, env=None, cwd=None, stdin_data=None, pass_fds=()):
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -160,6 +160,7 @@ class Child:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
+            pass_fds=tuple(pass_fds),
         )
         if stdin_data is not None:
             self.proc.stdin.write(stdin_data)
