@@ -41,9 +41,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
@@ -449,9 +446,6 @@ class ManifestTest(harness.TestCaseBase):
     def setUp(self):
         self.c = harness.Checks(self)
 
-    def tearDown(self):
-        super().tearDown()
-
     def proxy(self):
         ds = proxy_daemonset(self.docs)
         self.assertIsNotNone(ds, "exactly one DaemonSet must run `serve`")
@@ -498,7 +492,8 @@ class ManifestTest(harness.TestCaseBase):
             self.c.eq(spec.get("automountServiceAccountToken"), False, f"{ds.where()}: automountServiceAccountToken")
         for d in self.docs:
             if d.kind == "ServiceAccount":
-                self.c.eq(d.obj.get("automountServiceAccountToken"), False, f"{d.where()}: automountServiceAccountToken")
+                self.c.eq(d.obj.get("automountServiceAccountToken"), False,
+                          f"{d.where()}: automountServiceAccountToken")
         self.c.done()
 
     def test_daemonset_selectors_match_their_pod_labels(self):
