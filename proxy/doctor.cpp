@@ -4,9 +4,8 @@
 #include "config/logging.hpp"
 #include "hosts/hosts_toml.hpp"
 #include "proxy/doctor_checks.hpp"
-#include "proxy/net.hpp"
+#include "proxy/doctor_probe.hpp"
 #include "proxy/snapshot.hpp"
-#include "proxy/upstream_pool.hpp"
 #include "routing/route_table.hpp"
 #include "tokens/acr_openapi.hpp"
 #include "tokens/alibaba_endpoints.hpp"
@@ -16,24 +15,14 @@
 #include "tokens/registry_token.hpp"
 #include "tokens/signing_primitives.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/use_future.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <cctype>
-#include <condition_variable>
 #include <fstream>
 #include <map>
-#include <mutex>
-#include <netdb.h>
 #include <set>
 #include <sstream>
-#include <sys/socket.h>
-#include <thread>
 
 namespace acp::proxy {
 
@@ -50,88 +39,6 @@ constexpr std::string_view manifest_accept =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
-
-/// The libcurl client with every request's timeouts clamped to --timeout
-/// (the credential providers ask for 10 s on their own).
-class bounded_http_client final : public tokens::http_client {
-public:
-    bounded_http_client(std::unique_ptr<tokens::http_client> inner, milliseconds limit)
-        : inner_(std::move(inner)), limit_(limit) {}
-
-    tokens::http_outcome perform(const tokens::http_request& req) override {
-        auto bounded = req;
-        bounded.timeout = std::min(bounded.timeout, limit_);
-        bounded.connect_timeout = std::min(bounded.connect_timeout, limit_);
-        return inner_->perform(bounded);
-    }
-
-private:
-    std::unique_ptr<tokens::http_client> inner_;
-    milliseconds limit_;
-};
-
-struct lookup {
-    std::vector<std::string> addresses;
-    std::string error;  // empty: resolved
-};
-
-/// getaddrinfo on a detached thread, waited for at most `timeout`: the
-/// system resolver has no deadline of its own (a late answer is dropped).
-lookup resolve_bounded(const std::string& host, milliseconds timeout) {
-    struct state {
-        std::mutex mu;
-        std::condition_variable cv;
-        bool done = false;
-        lookup result;
-    };
-    auto st = std::make_shared<state>();
-    std::thread([st, host] {
-        lookup l;
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo* res = nullptr;
-        const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
-        if (rc != 0) {
-            l.error = ::gai_strerror(rc);  // NOLINT(concurrency-mt-unsafe): returns a static string per code
-        } else {
-            for (const addrinfo* p = res; p != nullptr; p = p->ai_next) {
-                char buf[INET6_ADDRSTRLEN] = {};
-                const void* addr = nullptr;
-                if (p->ai_family == AF_INET) {
-                    addr = &reinterpret_cast<const sockaddr_in*>(p->ai_addr)->sin_addr;
-                } else if (p->ai_family == AF_INET6) {
-                    addr = &reinterpret_cast<const sockaddr_in6*>(p->ai_addr)->sin6_addr;
-                }
-                if (addr != nullptr && ::inet_ntop(p->ai_family, addr, buf, sizeof buf) != nullptr &&
-                    std::find(l.addresses.begin(), l.addresses.end(), buf) == l.addresses.end()) {
-                    l.addresses.emplace_back(buf);
-                }
-            }
-            ::freeaddrinfo(res);
-            if (l.addresses.empty()) {
-                l.error = "no address";
-            }
-        }
-        {
-            std::lock_guard lk(st->mu);
-            st->result = std::move(l);
-            st->done = true;
-        }
-        st->cv.notify_all();
-    }).detach();
-    std::unique_lock lk(st->mu);
-    if (!st->cv.wait_for(lk, timeout, [&] { return st->done; })) {
-        return {{}, "no answer within " + config::format_duration(timeout)};
-    }
-    return st->result;
-}
-
-bool is_ip_literal(const std::string& host) {
-    error_code ec;
-    (void)net::ip::make_address(host, ec);
-    return !ec;
-}
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
     std::string out;
@@ -193,64 +100,6 @@ std::string query_escape_host(std::string_view host) {
         }
     }
     return out;
-}
-
-/// Runs one coroutine to completion on a private io_context.
-template <class T>
-T run_sync(net::awaitable<T> op) {
-    net::io_context ioc;
-    auto result = net::co_spawn(ioc, std::move(op), net::use_future);
-    ioc.run();
-    return result.get();
-}
-
-struct get_probe {
-    bool connected = false;
-    std::string error;  // connect/TLS failure, or the GET's
-    unsigned status = 0;
-    std::vector<std::string> www_authenticate;
-};
-
-/// Connects to `ep` as the proxy does (connect_upstream: connect, SNI, peer
-/// verification) and, when `target` is set, sends an unauthenticated GET.
-net::awaitable<get_probe> probe(upstream_endpoint ep, std::string target, config::duration timeout) {
-    get_probe out;
-    auto made = co_await connect_upstream(ep, timeout);
-    if (!made) {
-        out.error = made.error().detail;
-        co_return out;
-    }
-    out.connected = true;
-    auto conn = std::move(*made);
-    if (target.empty()) {
-        conn->close();
-        co_return out;
-    }
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, ep.origin.authority());
-    req.set(http::field::user_agent, "acr-credential-proxy/" ACP_VERSION " doctor");
-    req.set(http::field::accept, "application/json");
-    req.set(http::field::connection, "close");
-    http::response_parser<http::buffer_body> parser;
-    parser.header_limit(16 * 1024);
-    conn->expires_after(timeout);
-    auto [wec, wn] = co_await conn->write(req);
-    if (!wec) {
-        auto [rec, rn] = co_await conn->read_header(parser);
-        wec = rec;
-    }
-    conn->close();
-    if (wec) {
-        out.error = "GET " + target + ": " + wec.message();
-        co_return out;
-    }
-    out.status = parser.get().result_int();
-    for (const auto& f : parser.get()) {
-        if (f.name() == http::field::www_authenticate) {
-            out.www_authenticate.emplace_back(f.value());
-        }
-    }
-    co_return out;
 }
 
 /// The registry error JSON's first code and message ("" when not one).
@@ -373,7 +222,7 @@ private:
 
     // 2. ---------------------------------------------------------------------------
     void setup_alibaba() {
-        http_ = std::make_unique<bounded_http_client>(tokens::make_curl_http_client(), opts_.timeout);
+        http_ = doctor::make_bounded_http_client(tokens::make_curl_http_client(), opts_.timeout);
         const auto& ali = cfg_->alibaba;
         // An aggregate holding references: braces, so no make_unique.
         ctx_ = std::unique_ptr<tokens::provider_context>(  // NOLINT(modernize-make-unique)
@@ -611,11 +460,11 @@ private:
 
     /// DNS for `host` unless it is an IP literal: "" on success (and `shown` says what), else the error.
     std::string dns(const std::string& host, std::string& shown) {
-        if (is_ip_literal(host)) {
+        if (doctor::is_ip_literal(host)) {
             shown = "IP address, no lookup";
             return {};
         }
-        const auto found = resolve_bounded(host, opts_.timeout);
+        const auto found = doctor::resolve_bounded(host, opts_.timeout);
         if (!found.error.empty()) {
             return "cannot resolve " + host + ": " + found.error;
         }
@@ -669,7 +518,7 @@ private:
             path.pop_back();
         }
         const auto ep = make_endpoint({up.scheme, up.host, up.port, "/"}, path, tls, !r.insecure_skip_verify);
-        const auto got = run_sync(probe(ep, path + "/v2/", opts_.timeout));
+        const auto got = doctor::probe_upstream(ep, path + "/v2/", opts_.timeout);
         if (!got.connected) {
             std::string fix;
             if (got.error.find("TLS") != std::string::npos) {
@@ -702,7 +551,8 @@ private:
         check_realm(r, got, tls);
     }
 
-    void check_realm(const routing::route& r, const get_probe& got, const std::shared_ptr<net::ssl::context>& tls) {
+    void check_realm(const routing::route& r, const doctor::upstream_probe& got,
+                     const std::shared_ptr<net::ssl::context>& tls) {
         const std::string head = r.host + ": GET /v2/ \u2192 " + std::to_string(got.status);
         if (got.status == 200) {
             emit(pass(head + ", no authentication asked for"));
@@ -776,7 +626,7 @@ private:
             }
         }
         const auto ep = make_endpoint({realm->scheme, realm->host, realm->port, "/"}, "", realm_tls, verify);
-        const auto got_realm = run_sync(probe(ep, {}, opts_.timeout));
+        const auto got_realm = doctor::probe_upstream(ep, {}, opts_.timeout);
         if (!got_realm.connected) {
             emit(fail(named + " (" + shown + "): " + got_realm.error,
                       "allow this node to reach " + realm->host + ":" + std::to_string(realm->port)));
