@@ -18,16 +18,26 @@ namespace acp::config {
 using duration = std::chrono::milliseconds;
 
 /// A value that must never be printed. It has no stream operator and no
-/// implicit conversion; `reveal()` is greppable.
+/// implicit conversion; `reveal()` is greppable. Its bytes are wiped
+/// (OPENSSL_cleanse, which the optimiser cannot drop) when it is destroyed,
+/// replaced, or moved from, so a replaced password or token does not linger
+/// in freed memory. Copies the caller made of the string it came from are
+/// the caller's to wipe.
 class secret {
 public:
     secret() = default;
-    explicit secret(std::string v) : value_(std::move(v)) {}
+    explicit secret(std::string v) noexcept : value_(std::move(v)) {}
+    secret(const secret& other) = default;
+    secret(secret&& other) noexcept;
+    secret& operator=(const secret& other);
+    secret& operator=(secret&& other) noexcept;
+    ~secret();
     [[nodiscard]] const std::string& reveal() const noexcept { return value_; }
     [[nodiscard]] bool empty() const noexcept { return value_.empty(); }
-    bool operator==(const secret&) const = default;
+    bool operator==(const secret& other) const { return value_ == other.value_; }
 
 private:
+    void wipe() noexcept;
     std::string value_;
 };
 

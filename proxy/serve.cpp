@@ -17,8 +17,11 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <csignal>
 #include <functional>
+#include <sys/prctl.h>
+#include <system_error>
 #include <unistd.h>
 
 namespace acp::proxy {
@@ -258,6 +261,11 @@ net::awaitable<void> run_lifecycle(server* srv, net::signal_set* signals, serve_
 
 int serve(const serve_options& opts) {
     static const auto log = logging::logger("main");
+    // No core dumps and no ptrace/`/proc/PID/mem` for other users: this process
+    // holds AccessKeys, STS tokens, ACR passwords and registry tokens.
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log->warn("prctl(PR_SET_DUMPABLE, 0) failed: {}", std::generic_category().message(errno));
+    }
     // Signals first: a SIGTERM during startup must not kill the process uncleanly.
     net::io_context ioc{1};
     net::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);

@@ -149,6 +149,27 @@ class CertsDir(harness.TestCaseBase):
         c.done()
 
 
+class Hardening(harness.TestCaseBase):
+    def test_the_process_is_not_dumpable(self):
+        """Run as `nobody`, a dumpable process owns its /proc/PID files; a
+        non-dumpable one's belong to root, so no other user (nor a core dump)
+        gets at the credentials in its memory."""
+        harness.require_tools("setpriv")
+        d = World.tmp.join("dumpable")
+        os.makedirs(d)
+        os.chmod(World.tmp.path, 0o755)
+        os.chmod(d, 0o777)
+        p = proxy_mod.Proxy(World.binary, d, {"registries": [anonymous("registry-d.example")]}, name="dumpable")
+        p.wrapper = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        p.start()
+        try:
+            self.assertEqual(os.stat(f"/proc/{p.child.pid}").st_uid, 65534, "it runs as nobody")
+            self.assertEqual(os.stat(f"/proc/{p.child.pid}/environ").st_uid, 0,
+                             "/proc/PID/environ owned by root: PR_SET_DUMPABLE is 0")
+        finally:
+            self.assertEqual(p.stop(), 0)
+
+
 class Notify(harness.TestCaseBase):
     def _socket(self, name, abstract=False):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
