@@ -70,8 +70,23 @@ def enter_private_netns(marker="ACP_PRIVATE_NETNS"):
         sys.exit(SKIP_EXIT)
     env = dict(os.environ, **{marker: "1"})
     sys.stdout.flush()
-    sys.exit(subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:],
-                            env=env).returncode)
+    # unshare execs the interpreter (no fork): the child's pid is the script's.
+    child = subprocess.Popen(["unshare", "--net", sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:],
+                             env=env)
+
+    def forward(signum, _frame):
+        # meson's timeout SIGTERM: the child stops what it started, then we go.
+        try:
+            child.send_signal(signum)
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    sys.exit(child.wait())
 
 
 def free_port():
