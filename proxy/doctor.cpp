@@ -292,6 +292,7 @@ private:
                                      : " [" + choice.detail + "]");
         auto cred = base_->get(std::chrono::seconds(0));
         if (!cred) {
+            base_failed_ = true;
             emit(fail("credential source: " + chosen + ": " + cred.error().describe(),
                       doctor::fix_for_api_error(cred.error(), base_->identity())));
             return;
@@ -367,6 +368,13 @@ private:
                 continue;
             }
             const auto identity = p.provider->identity();
+            if (p.provider == base_ && base_failed_) {
+                // Asking again would only repeat the failure above (and its timeout).
+                emit(warn(what + " (region " + p.region + "): not checked: the credential source failed (above)",
+                          "fix the credential source first"));
+                instances_.push_back(std::move(p));
+                continue;
+            }
             const auto endpoint = tokens::resolve_acr_endpoint(*cfg_, p.region);
             auto cred = p.provider->get(std::chrono::seconds(0));
             if (!cred) {
@@ -521,7 +529,7 @@ private:
         const auto got = doctor::probe_upstream(ep, path + "/v2/", opts_.timeout);
         if (!got.connected) {
             std::string fix;
-            if (got.error.find("TLS") != std::string::npos) {
+            if (got.error.find("TLS") != std::string::npos && got.error.find("timed out") == std::string::npos) {
                 fix = (r.kind == routing::route_kind::registry
                            ? "set caFile of registries[] " + r.host + " to the CA that signed the certificate of " +
                                  up.host
@@ -675,7 +683,14 @@ private:
                 ss << in.rdbuf();
                 text = ss.str();
             }
-            emit(doctor::check_hosts_toml(r->host, path.string(), text, proxy, install_command()));
+            auto found = doctor::check_hosts_toml(r->host, path.string(), text, proxy, install_command());
+            if (found.status == doctor::mark::fail && configured_.count(r->host) == 0) {
+                // `hosts install` writes configured domains only; serve --certs-dir also discovered ones.
+                found.fix = "run serve with --certs-dir " + opts_.certs_dir.string() +
+                            " (it writes hosts.toml for discovered domains too), or add " + r->host +
+                            " to acrInstances[].domains and run `" + install_command() + "`";
+            }
+            emit(found);
         }
     }
 
@@ -836,6 +851,7 @@ private:
     std::optional<std::string> node_region_;
     std::string node_region_error_;
     std::shared_ptr<tokens::credential_provider> base_;
+    bool base_failed_ = false;  // base_ could not produce a credential
     std::vector<instance_probe> instances_;
     routing::route_table routes_;
     std::vector<const routing::route*> served_;

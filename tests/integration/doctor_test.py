@@ -22,8 +22,12 @@ look it up):
     config with a colon-separated config_path (transfer service);
     --image on a host the proxy does not serve; an image tag that does not
     exist; the proxy stopped (/readyz and the HEAD unreachable); the fake ACR
-    denying GetAuthorizationToken to the node's role.
-  an invalid configuration: its ✗ and exit 2.
+    denying GetAuthorizationToken to the node's role; a slow ACR OpenAPI cut
+    off at --timeout; a configured registry whose name does not resolve; a
+    TLS registry verified with its caFile and refused with another CA; a
+    discovered domain (no domains configured) without hosts.toml, whose fix
+    is serve --certs-dir.
+  an invalid configuration: its ✗ and exit 2; a bad --timeout: usage error 2.
 
 Usage: doctor_test.py --proxy build/proxy/acr-credential-proxy
 """
@@ -297,6 +301,29 @@ class T2Failures(Base):
                 "certificate valid for 127.0.0.1" in ok, f"the good CA verifies:\n{out}")
         c.check(f"{good}: GET /v2/ \u2192 401 with a Basic challenge" in ok, "htpasswd registry: Basic")
         c.check(any("certificate verify failed" in x for x in lines(out, CROSS)), "the wrong CA is named")
+        c.done()
+
+    def test_discovered_domain_without_hosts_toml(self):
+        # No domains configured: the proxy serves what ListInstanceEndpoint lists. An
+        # endpointOverrides entry may only name configured hosts, so doctor looks the
+        # made-up name up (inside this namespace no query leaves the machine).
+        cfg = dict(World.proxy.config)
+        cfg["acrInstances"] = [dict(cfg["acrInstances"][0])]
+        del cfg["acrInstances"][0]["domains"]
+        del cfg["endpointOverrides"]
+        path = write(World.tmp.join("discovered.yaml"), proxy_mod.to_yaml(cfg) + "\n")
+        empty = World.tmp.join("certs-discovered")
+        os.makedirs(empty, exist_ok=True)
+        proc, _ = doctor(config_path=path, certs=empty,
+                         containerd=containerd_v2(World.tmp.join("ctd-discovered.toml"), empty))
+        # `hosts install` writes configured domains only: the fix points at serve --certs-dir.
+        c, out = self.expect_failure(proc, 1, os.path.join(empty, acr_like.DOMAIN, "hosts.toml") + " is missing",
+                                     f"run serve with --certs-dir {empty}")
+        c.check(f"serving the domains ListInstanceEndpoint lists: {acr_like.DOMAIN} (internet)" in out,
+                f"the discovered domain is served:\n{out}")
+        # Not reaching a discovered domain is a warning (a -vpc name outside its VPC is expected to fail).
+        c.check(any("cannot resolve" in x and "a discovered domain" in x for x in lines(out, "!")),
+                f"the lookup failure is a warning:\n{out}")
         c.done()
 
 
