@@ -28,7 +28,6 @@ Usage: big_blob_test.py --proxy build/proxy/acr-credential-proxy
 import hashlib
 import os
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -38,6 +37,7 @@ import harness  # noqa: E402
 import oci_image  # noqa: E402
 import proxy as proxy_mod  # noqa: E402
 import registry as registry_mod  # noqa: E402
+from proc_stats import RssSampler  # noqa: E402
 from oci_image import LayerSpec  # noqa: E402
 
 MIB = 1 << 20
@@ -54,34 +54,6 @@ class World:
     blob = None
     idle_kib = None
     results = {}
-
-
-class RssSampler:
-    """Samples VmRSS of `proxy` every `interval` s in a thread; keeps the max."""
-
-    def __init__(self, proxy, interval=0.01):
-        self.proxy, self.interval = proxy, interval
-        self.max_kib = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.max_kib = max(self.max_kib, self.proxy.rss_kib())
-                self.samples += 1
-            except (OSError, RuntimeError):
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def _ns():
