@@ -812,8 +812,15 @@ private:
         std::string fix;
         switch (res.status) {
             case 404:
-                fix = "the repository or tag does not exist on " + ref.host + ": check the name and tag " +
-                      (ref.digest.empty() ? "'" + ref.tag + "'" : "(digest " + ref.digest + ")") + ", or push it";
+                if (why.find("MANIFEST_UNKNOWN") != std::string::npos ||
+                    why.find("NAME_UNKNOWN") != std::string::npos || why.empty()) {
+                    fix = "the repository or tag does not exist on " + ref.host + ": check the name and tag " +
+                          (ref.digest.empty() ? "'" + ref.tag + "'" : "(digest " + ref.digest + ")") + ", or push it";
+                } else {
+                    fix =
+                        "the proxy answered 404 itself (see its message): it serves only configured registries "
+                        "(and, with a pull scope, images that in-scope pods on this node reference)";
+                }
                 break;
             case 401:
             case 403:

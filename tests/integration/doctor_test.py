@@ -101,6 +101,8 @@ def doctor(config_path=None, certs=None, containerd=None, image=f"{acr_like.DOMA
         argv += ["--image", image]
     started = time.monotonic()
     proc = harness.run(argv + list(extra), env=World.acr.proxy_env(), check=False, timeout=120)
+    if "Sanitizer" in proc.stderr or "runtime error:" in proc.stderr:
+        raise AssertionError(f"doctor hit a sanitizer report:\n{proc.stderr[-3000:]}")
     return proc, time.monotonic() - started
 
 
