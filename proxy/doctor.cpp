@@ -392,9 +392,12 @@ private:
                 if (cred->expiration && *cred->expiration < expires) {
                     expires = *cred->expiration;
                 }
-                emit(pass(what + " (region " + p.region + ", as " + identity + "): GetAuthorizationToken at " +
-                          tokens::url_origin(endpoint) + ": temporary user " + pw->username + ", password expires " +
-                          expiry_text(expires, clock_.now())));
+                std::string text = what;
+                text += " (region " + p.region + ", as " + identity + "): GetAuthorizationToken at ";
+                text += tokens::url_origin(endpoint);
+                text += ": temporary user " + pw->username;
+                text += ", password expires " + expiry_text(expires, clock_.now());
+                emit(pass(std::move(text)));
             } else {
                 emit(fail(tokens::describe_instance_failure(inst.instance_id, p.region, identity, pw.error()),
                           doctor::fix_for_api_error(pw.error(), identity)));

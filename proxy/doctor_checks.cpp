@@ -381,6 +381,7 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
         }
     }
     std::vector<std::string> conf;
+    conf.reserve(configured.size());
     for (const auto& c : configured) {
         conf.push_back(lower(c));
     }
@@ -397,9 +398,11 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
     const auto listed = found.empty() ? std::string("none") : join(found, ", ");
     for (const auto& c : conf) {
         if (std::find(found.begin(), found.end(), c) == found.end()) {
-            out.push_back(warn(label + ": configured domain " + c +
-                                   " is not an enabled endpoint of this instance (ListInstanceEndpoint: " + listed +
-                                   "): a typo, the wrong instance, or a disabled endpoint?",
+            std::string text = label;
+            text += ": configured domain " + c;
+            text += " is not an enabled endpoint of this instance (ListInstanceEndpoint: " + listed;
+            text += "): a typo, the wrong instance, or a disabled endpoint?";
+            out.push_back(warn(std::move(text),
                                "compare acrInstances[].domains with the instance's endpoints in the Container "
                                "Registry console"));
         }
@@ -483,7 +486,7 @@ std::string image_reference::str() const {
 }
 
 image_reference_result parse_image_reference(std::string_view text) {
-    auto bad = [&](std::string why) {
+    auto bad = [&](const std::string& why) {
         return image_reference_result{std::nullopt, "'" + std::string(text) + "' is not an image reference: " + why};
     };
     if (text.empty()) {
