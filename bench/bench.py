@@ -233,6 +233,9 @@ def curl_get(port, path, bearer=None, ca=None, headers_file=None):
 
 
 _TMP = [None]
+# bench/RESULTS.md from this line on is written by hand (what bounds a missed target) and kept
+# when the tables above it are regenerated.
+ANALYSIS_MARKER = "<!-- analysis: written by hand, kept by bench.py -->"
 
 
 # -- workload 1 ----------------------------------------------------------------
@@ -324,8 +327,9 @@ def workload5(world, streams):
     r = world.acp.request("GET", world.manifest_path(), [("Accept", OCI_MANIFEST)])
     if r.status != 200:
         raise RuntimeError(f"workload 5 warm-up: {r.status}")
-    for name, port, proc in (("acr-credential-proxy", world.acp.port, world.acp), ("nginx", world.nginx.port, world.nginx)):
+    for name, port, proc in (("acr-credential-proxy", world.acp.port, world.acp),):
         idle = proc.rss_kib()
+        idle_parts = rss_parts(proc.child.pid)
         with proc_stats.RssSampler(proc) as s:
             t0 = time.monotonic()
             procs = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
@@ -335,9 +339,27 @@ def workload5(world, streams):
             secs = time.monotonic() - t0
         ok = sum(1 for x in results if x == ["200", str(world.layer.size)])
         out[name] = {"idle_kib": idle, "peak_kib": s.max_kib, "ok": ok, "seconds": secs,
-                     "mbps": ok * world.layer.size / 1e6 / secs}
+                     "mbps": ok * world.layer.size / 1e6 / secs, "idle_parts": idle_parts,
+                     "after_parts": rss_parts(proc.child.pid)}
         log(f"    {name:<21} idle {idle / 1024:.1f} MiB, peak {s.max_kib / 1024:.1f} MiB, {ok}/{streams} complete "
             f"in {secs:.1f}s ({out[name]['mbps']:.0f} MB/s total)")
+    # Context only (not streamed here, to keep the run short): the peers' idle RSS.
+    out["peers_idle_kib"] = {"nginx (master + worker)": world.nginx.rss_kib(),
+                             "registry-proxy": world.regproxy.rss_kib()}
+    return out
+
+
+def rss_parts(pid):
+    """{"anon", "file", "pss"} in KiB: what the RSS is made of (/proc/PID/status, smaps_rollup)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                out[line.split(":")[0][3:].lower()] = int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                out["pss"] = int(line.split()[1])
     return out
 
 
@@ -375,7 +397,14 @@ def workload6(world, runs):
         times.append((time.monotonic() - t0) * 1000)
         child.stop(check=False)
     log(f"    runs (ms): {' '.join(f'{t:.1f}' for t in times)}")
-    return times
+    # The floor: exec, dynamic linking and exit of `acr-credential-proxy version`.
+    floor = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        subprocess.run([world.binary, "version"], capture_output=True, check=True)
+        floor.append((time.monotonic() - t0) * 1000)
+    log(f"    'version' exec to exit (ms): {' '.join(f'{t:.1f}' for t in floor)}")
+    return times, floor
 
 
 # ---------------------------------------------------------------------------
@@ -695,22 +724,32 @@ def report(args, command, mach, vers, load_start, load_end, started, finished, w
         a("")
         a("| process | RSS idle MiB | RSS peak MiB | streams complete | aggregate MB/s |")
         a("|---|---|---|---|---|")
-        for name in ("acr-credential-proxy", "nginx"):
-            y = x[name]
-            a(f"| {name} | {y['idle_kib'] / 1024:.1f} | {y['peak_kib'] / 1024:.1f} | {y['ok']}/{streams} | "
-              f"{y['mbps']:,.0f} |")
         y = x["acr-credential-proxy"]
+        a(f"| acr-credential-proxy | {y['idle_kib'] / 1024:.1f} | {y['peak_kib'] / 1024:.1f} | {y['ok']}/{streams} | "
+          f"{y['mbps']:,.0f} |")
+        for name, kib in x["peers_idle_kib"].items():
+            a(f"| {name}, for context | {kib / 1024:.1f} | — | — | — |")
+        y = x["acr-credential-proxy"]
+        a("")
+        ip, ap = y["idle_parts"], y["after_parts"]
+        a(f"What the proxy's RSS is made of: idle {ip.get('anon', 0) / 1024:.1f} MiB anonymous (heap, stacks) + "
+          f"{ip.get('file', 0) / 1024:.1f} MiB file-backed (its binary and shared libraries, mostly shared with other "
+          f"processes; PSS {ip.get('pss', 0) / 1024:.1f} MiB); after the streams {ap.get('anon', 0) / 1024:.1f} MiB "
+          f"anonymous + {ap.get('file', 0) / 1024:.1f} MiB file-backed.")
         a("")
         a(f"Targets: idle RSS ≤ 8 MiB: {y['idle_kib'] / 1024:.1f} MiB {mark(y['idle_kib'] <= 8 * 1024)}; "
           f"peak ≤ 48 MiB: {y['peak_kib'] / 1024:.1f} MiB {mark(y['peak_kib'] <= 48 * 1024 and y['ok'] == streams)}.")
         a("")
 
     if "6" in w:
-        times = w["6"]
-        a(f"## 6. Start-up (exec → /readyz 200, static credentials, {len(times)} runs)")
+        times, floor = w["6"]
+        a(f"## 6. Start-up (exec → /readyz 200, static credentials, {len(times)} runs, interleaved with the others' idle)")
         a("")
-        a(f"Median {median(times):.1f} ms, min {min(times):.1f} ms, max {max(times):.1f} ms. "
-          f"Target ≤ 50 ms: {mark(median(times) <= 50)}.")
+        a(f"Median {median(times):.1f} ms, min {min(times):.1f} ms, max {max(times):.1f} ms. For scale: "
+          f"`acr-credential-proxy version` (exec, dynamic linking, exit; no config, no sockets) takes "
+          f"{median(floor):.1f} ms median, min {min(floor):.1f} ms, on the same machine.")
+        a("")
+        a(f"Target ≤ 50 ms (median): {median(times):.1f} ms {mark(median(times) <= 50)}.")
         a("")
     return "\n".join(L)
 
@@ -745,7 +784,7 @@ def main():
         fw = FastWorld(tmp, binary, blob).start()
         try:
             if "1" in only:
-                rounds, secs = (1, 1) if q else (3, 3)
+                rounds, secs = (1, 1) if q else (3, 2)
                 w["1"] = (workload1(fw, rounds, secs), rounds, secs)
             if "2" in only:
                 rounds = 1 if q else 3
@@ -778,8 +817,14 @@ def main():
     log("")
     log(text)
     if args.results:
+        kept = ""
+        if os.path.exists(args.results):
+            with open(args.results) as f:
+                old = f.read()
+            if ANALYSIS_MARKER in old:
+                kept = "\n" + old[old.index(ANALYSIS_MARKER):]
         with open(args.results, "w") as f:
-            f.write(text + "\n")
+            f.write(text + "\n" + kept)
         log(f"wrote {args.results}")
     log(f"bench total: {(finished - started).total_seconds():.0f} s")
     return 0
