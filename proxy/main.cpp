@@ -29,7 +29,7 @@ Usage:
   acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
   acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
                              [--dial-timeout DURATION]
-  acr-credential-proxy hosts remove [--certs-dir DIR]
+  acr-credential-proxy hosts remove [--certs-dir DIR] [--wait]
   acr-credential-proxy doctor       (--config FILE | --acr-configuration DIR) [options]
                                     [--certs-dir DIR] [--containerd-config FILE]
                                     [--image REF] [--timeout DURATION]

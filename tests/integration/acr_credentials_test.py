@@ -40,9 +40,6 @@ import json
 import math
 import os
 import re
-import select
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -57,6 +54,7 @@ import harness  # noqa: E402
 import oci_image  # noqa: E402
 import proxy as proxy_mod  # noqa: E402
 import token_registry  # noqa: E402
+from acr_like import FakeAlibaba  # noqa: E402
 from oci_image import OCI_INDEX, OCI_MANIFEST, LayerSpec  # noqa: E402
 
 REPO = "team/app"
@@ -76,58 +74,6 @@ JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{
 # The store's defaults (config.hpp alibaba_config): refresh_backoff_initial 1 s, cap 5 min.
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 300.0
-
-
-class FakeAlibaba:
-    """fake_alibaba.py as a child: its ports come as one JSON line on stdout; it
-    exits when its stdin closes (so also when this test dies) or on SIGTERM."""
-
-    def __init__(self, log_path, knobs):
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "fake_alibaba.py")
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-u", script, json.dumps(knobs)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        if not ready:
-            self.stop()
-            raise RuntimeError("fake_alibaba.py did not announce its ports within 20 s")
-        self.ports = json.loads(self.proc.stdout.readline())
-
-    def url(self, service):
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def control(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        resp = harness.request("127.0.0.1", self.ports["control"], method, path,
-                               [("Content-Type", "application/json")] if data else [], body=data, timeout=10)
-        if resp.status != 200:
-            raise RuntimeError(f"fake control {method} {path}: {resp.status}")
-        return json.loads(resp.body)
-
-    def configure(self, patch):
-        self.control("POST", "/config", patch)
-
-    def reset(self):
-        self.control("POST", "/reset", {})
-
-    def token_calls(self):
-        """GetAuthorizationToken records of the fake's ACR (status, expire_time ms for successes)."""
-        return [r for r in self.control("GET", "/stats")["requests"]
-                if r.get("service") == "acr" and r.get("action") == "GetAuthorizationToken"]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self._log):
-            try:
-                f.close()
-            except OSError:
-                pass
 
 
 class CheckSpy:

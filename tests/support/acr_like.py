@@ -486,9 +486,16 @@ class FakeAlibaba:
     def configure(self, patch):
         self.control("POST", "/config", patch)
 
+    def reset(self):
+        self.control("POST", "/reset", {})
+
     def requests(self):
         """The fake's request records (service, action, status, ...; no secrets)."""
         return self.control("GET", "/stats")["requests"]
+
+    def token_calls(self):
+        """GetAuthorizationToken records of the fake's ACR (status, expire_time ms for successes)."""
+        return [r for r in self.requests() if r.get("service") == "acr" and r.get("action") == "GetAuthorizationToken"]
 
     def stop(self):
         if self.proc.poll() is None:
