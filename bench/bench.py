@@ -24,7 +24,6 @@ Usage: bench/bench.py --proxy PATH [--quick] [--only 1,2,...] [--results FILE]
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
 import re
