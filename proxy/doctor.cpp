@@ -2,6 +2,7 @@
 
 #include "acp_version.hpp"
 #include "config/logging.hpp"
+#include "config/values.hpp"
 #include "hosts/hosts_toml.hpp"
 #include "proxy/doctor_checks.hpp"
 #include "proxy/doctor_probe.hpp"
@@ -15,6 +16,7 @@
 #include "tokens/registry_token.hpp"
 #include "tokens/signing_primitives.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -39,24 +41,6 @@ constexpr std::string_view manifest_accept =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
-
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-    std::string out;
-    for (const auto& i : items) {
-        if (!out.empty()) {
-            out += sep;
-        }
-        out += i;
-    }
-    return out;
-}
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 std::string trim(std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
@@ -313,30 +297,15 @@ private:
     std::shared_ptr<tokens::credential_provider> instance_provider(const config::acr_instance& inst) {
         // As the credential store builds them: the add-on's per-instance RRSA role
         // replaces the base identity; assumeRoleARN adds STS AssumeRole on top.
-        const auto& ali = cfg_->alibaba;
-        const auto sts_duration = [](config::duration d) {
-            return std::max(duration_cast<std::chrono::seconds>(d), std::chrono::seconds(900));
-        };
         auto provider = base_;
-        if (!inst.rrsa_role_arn.empty()) {
-            tokens::rrsa_settings rrsa;
-            rrsa.role_arn = inst.rrsa_role_arn;
-            rrsa.oidc_provider_arn =
-                !inst.rrsa_oidc_provider_role_arn.empty()
-                    ? inst.rrsa_oidc_provider_role_arn
-                    : tokens::first_env(opts_.env, {"ALIBABA_CLOUD_OIDC_PROVIDER_ARN"}).value_or("");
-            rrsa.token_file = tokens::first_env(opts_.env, {"ALIBABA_CLOUD_OIDC_TOKEN_FILE"})
-                                  .value_or(std::string(tokens::default_rrsa_token_file));
+        if (const auto rrsa = tokens::instance_rrsa(inst, opts_.env)) {
             provider =
-                tokens::make_oidc_provider(*ctx_, rrsa, tokens::role_session_name(opts_.env, inst.role_session_name),
-                                           sts_duration(ali.sts_duration));
+                tokens::make_oidc_provider(*ctx_, *rrsa, tokens::role_session_name(opts_.env, inst.role_session_name),
+                                           tokens::sts_session_duration(cfg_->alibaba.sts_duration));
         }
-        if (provider && !inst.assume_role_arn.empty()) {
-            tokens::assume_role_params params;
-            params.role_arn = inst.assume_role_arn;
-            params.role_session_name = tokens::role_session_name(opts_.env, inst.role_session_name);
-            params.duration = sts_duration(inst.expire_duration);
-            provider = tokens::make_assume_role_provider(*ctx_, provider, params);
+        const auto assume = tokens::instance_assume_role(inst, opts_.env);
+        if (provider && assume) {
+            provider = tokens::make_assume_role_provider(*ctx_, provider, *assume);
         }
         return provider;
     }
@@ -437,11 +406,11 @@ private:
         routes_ = routing::route_table(served);
         for (const auto& inst : cfg_->acr_instances) {
             for (const auto& d : inst.domains) {
-                configured_.insert(lower(d));
+                configured_.insert(config::to_lower(d));
             }
         }
         for (const auto& reg : cfg_->registries) {
-            configured_.insert(lower(reg.host));
+            configured_.insert(config::to_lower(reg.host));
         }
         // ACR domains first, then the other registries, as configured.
         for (const auto& r : routes_.routes()) {
@@ -479,7 +448,7 @@ private:
         if (!found.error.empty()) {
             return "cannot resolve " + host + ": " + found.error;
         }
-        shown = "resolves to " + join(found.addresses);
+        shown = "resolves to " + fmt::format("{}", fmt::join(found.addresses, ", "));
         return {};
     }
 
@@ -771,7 +740,7 @@ private:
             emit(fail("image " + ref.str() + ": its registry " + ref.host +
                           " is not a domain this proxy serves (the add-on's \"image address does not match the "
                           "domain\"); served: " +
-                          (names.empty() ? std::string("none") : join(names)),
+                          (names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", "))),
                       names.empty()
                           ? "configure " + ref.host + " in acrInstances[].domains or registries[]"
                           : "pull it by a served domain (e.g. " + names.front() + "/" + ref.repository + ":" +

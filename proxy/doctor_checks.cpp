@@ -1,7 +1,10 @@
 #include "proxy/doctor_checks.hpp"
 
+#include "config/values.hpp"
 #include "hosts/hosts_toml.hpp"
 #include "routing/distribution_path.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
@@ -13,26 +16,8 @@ namespace acp::proxy::doctor {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 std::string dq(std::string_view s) {
     return "\"" + std::string(s) + "\"";
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-    std::string out;
-    for (const auto& i : items) {
-        if (!out.empty()) {
-            out += sep;
-        }
-        out += i;
-    }
-    return out;
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {
@@ -362,7 +347,7 @@ finding check_hosts_toml(std::string_view domain, std::string_view path, std::op
                             install);
             }
         }
-        caps = join(order, ", ");
+        caps = fmt::format("{}", fmt::join(order, ", "));
     }
     return pass("hosts.toml " + p + ": first [host] is this proxy (" + std::string(proxy_url) + "), capabilities " +
                 caps);
@@ -374,7 +359,7 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
     std::vector<std::string> found;
     std::vector<std::string> found_shown;
     for (const auto& d : discovered) {
-        const auto name = lower(d.domain);
+        const auto name = config::to_lower(d.domain);
         if (std::find(found.begin(), found.end(), name) == found.end()) {
             found.push_back(name);
             found_shown.push_back(name + " (" + d.endpoint_type + ")");
@@ -383,7 +368,7 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
     std::vector<std::string> conf;
     conf.reserve(configured.size());
     for (const auto& c : configured) {
-        conf.push_back(lower(c));
+        conf.push_back(config::to_lower(c));
     }
     if (conf.empty()) {
         if (found.empty()) {
@@ -392,10 +377,11 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
                          "enable the instance's internet or VPC endpoint in the Container Registry console, or list "
                          "its registry domains in acrInstances[].domains")};
         }
-        return {pass(label + ": serving the domains ListInstanceEndpoint lists: " + join(found_shown, ", "))};
+        return {pass(label + ": serving the domains ListInstanceEndpoint lists: " +
+                     fmt::format("{}", fmt::join(found_shown, ", ")))};
     }
     std::vector<finding> out;
-    const auto listed = found.empty() ? std::string("none") : join(found, ", ");
+    const auto listed = found.empty() ? std::string("none") : fmt::format("{}", fmt::join(found, ", "));
     for (const auto& c : conf) {
         if (std::find(found.begin(), found.end(), c) == found.end()) {
             std::string text = label;
@@ -417,8 +403,8 @@ std::vector<finding> compare_domains(std::string_view instance, const std::vecto
         }
     }
     if (out.empty()) {
-        out.push_back(
-            pass(label + ": configured domains match ListInstanceEndpoint (" + join(found_shown, ", ") + ")"));
+        out.push_back(pass(label + ": configured domains match ListInstanceEndpoint (" +
+                           fmt::format("{}", fmt::join(found_shown, ", ")) + ")"));
     }
     return out;
 }
@@ -528,8 +514,8 @@ image_reference_result parse_image_reference(std::string_view text) {
     std::string_view path = rest;
     if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
         const auto first = rest.substr(0, slash);
-        const bool is_host =
-            first.find_first_of(".:") != std::string_view::npos || first == "localhost" || lower(first) != first;
+        const bool is_host = first.find_first_of(".:") != std::string_view::npos || first == "localhost" ||
+                             config::to_lower(first) != first;
         if (is_host) {
             host = first;
             path = rest.substr(slash + 1);
@@ -538,14 +524,14 @@ image_reference_result parse_image_reference(std::string_view text) {
     if (!host.empty() && !routing::is_valid_host(host)) {
         return bad("the registry host '" + std::string(host) + "' is not host[:port]");
     }
-    ref.host = host.empty() ? "docker.io" : lower(host);
+    ref.host = host.empty() ? "docker.io" : config::to_lower(host);
     if (ref.host == "index.docker.io") {
         ref.host = "docker.io";
     }
     if (path.empty()) {
         return bad("the repository path is empty");
     }
-    if (lower(path) != path) {
+    if (config::to_lower(path) != path) {
         return bad("repository names must be lower-case");
     }
     ref.repository = std::string(path);

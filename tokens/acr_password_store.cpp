@@ -183,9 +183,6 @@ acr_password_store::acr_password_store(acr_password_store_options opts)
         }
     }
     std::map<std::string, std::shared_ptr<credential_provider>> shared;
-    const auto sts_duration = [](config::duration d) {
-        return std::max(duration_cast<std::chrono::seconds>(d), std::chrono::seconds(900));
-    };
     for (std::size_t i = 0; i < cfg.acr_instances.size(); ++i) {
         auto st = std::make_unique<instance_state>();
         st->cfg = cfg.acr_instances[i];
@@ -199,36 +196,26 @@ acr_password_store::acr_password_store(acr_password_store_options opts)
 
         std::shared_ptr<credential_provider> provider = base;
         std::string error = base_error;
-        if (!st->cfg.rrsa_role_arn.empty()) {
+        if (const auto rrsa = instance_rrsa(st->cfg, env_)) {
             // The add-on's per-instance RRSA role: the pod's OIDC token, this role.
-            rrsa_settings rrsa;
-            rrsa.role_arn = st->cfg.rrsa_role_arn;
-            rrsa.oidc_provider_arn = !st->cfg.rrsa_oidc_provider_role_arn.empty()
-                                         ? st->cfg.rrsa_oidc_provider_role_arn
-                                         : first_env(env_, {"ALIBABA_CLOUD_OIDC_PROVIDER_ARN"}).value_or("");
-            rrsa.token_file =
-                first_env(env_, {"ALIBABA_CLOUD_OIDC_TOKEN_FILE"}).value_or(std::string(default_rrsa_token_file));
-            const auto key = "rrsa|" + rrsa.role_arn + "|" + rrsa.oidc_provider_arn;
+            const auto key = "rrsa|" + rrsa->role_arn + "|" + rrsa->oidc_provider_arn;
             auto& p = shared[key];
             if (!p) {
-                auto& gauges = metrics_.add_source("rrsa/" + rrsa.role_arn);
-                p = make_oidc_provider(*impl_->ctx, rrsa, role_session_name(env_, st->cfg.role_session_name),
-                                       sts_duration(ali.sts_duration), &gauges);
+                auto& gauges = metrics_.add_source("rrsa/" + rrsa->role_arn);
+                p = make_oidc_provider(*impl_->ctx, *rrsa, role_session_name(env_, st->cfg.role_session_name),
+                                       sts_session_duration(ali.sts_duration), &gauges);
             }
             provider = p;
             error.clear();
         }
-        if (provider && !st->cfg.assume_role_arn.empty()) {
-            assume_role_params params;
-            params.role_arn = st->cfg.assume_role_arn;
-            params.role_session_name = role_session_name(env_, st->cfg.role_session_name);
-            params.duration = sts_duration(st->cfg.expire_duration);
-            const auto key = "assume|" + params.role_arn + "|" + params.role_session_name + "|" +
-                             std::to_string(params.duration.count()) + "|" + provider->identity();
+        const auto assume = instance_assume_role(st->cfg, env_);
+        if (provider && assume) {
+            const auto key = "assume|" + assume->role_arn + "|" + assume->role_session_name + "|" +
+                             std::to_string(assume->duration.count()) + "|" + provider->identity();
             auto& p = shared[key];
             if (!p) {
-                auto& gauges = metrics_.add_source("assume_role/" + params.role_arn);
-                p = make_assume_role_provider(*impl_->ctx, provider, params, &gauges);
+                auto& gauges = metrics_.add_source("assume_role/" + assume->role_arn);
+                p = make_assume_role_provider(*impl_->ctx, provider, *assume, &gauges);
             }
             provider = p;
         }

@@ -188,4 +188,21 @@ std::vector<std::string> personal_edition_domains(std::string_view region) {
             "registry-internal." + r + ".aliyuncs.com", "registry-intl." + r + ".aliyuncs.com"};
 }
 
+std::optional<rrsa_settings> instance_rrsa(const config::acr_instance& inst, const config::environment& env) {
+    if (inst.rrsa_role_arn.empty()) {
+        return std::nullopt;
+    }
+    rrsa_settings rrsa;
+    rrsa.role_arn = inst.rrsa_role_arn;
+    rrsa.oidc_provider_arn = !inst.rrsa_oidc_provider_role_arn.empty()
+                                 ? inst.rrsa_oidc_provider_role_arn
+                                 : first_env(env, {"ALIBABA_CLOUD_OIDC_PROVIDER_ARN"}).value_or("");
+    rrsa.token_file = first_env(env, {"ALIBABA_CLOUD_OIDC_TOKEN_FILE"}).value_or(std::string(default_rrsa_token_file));
+    return rrsa;
+}
+
+std::chrono::seconds sts_session_duration(config::duration d) {
+    return std::max(std::chrono::duration_cast<std::chrono::seconds>(d), std::chrono::seconds(900));
+}
+
 }  // namespace acp::tokens

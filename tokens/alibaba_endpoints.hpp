@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "config/loader.hpp"
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,6 +55,16 @@ struct rrsa_settings {
 
 /// RRSA from ALIBABA_CLOUD_ROLE_ARN / _OIDC_PROVIDER_ARN / _OIDC_TOKEN_FILE; nullopt unless all three are set.
 [[nodiscard]] std::optional<rrsa_settings> rrsa_from_env(const config::environment& env);
+
+/// The add-on's per-instance RRSA role (acrInstances[].rrsaRoleARN): that role
+/// with the instance's OIDC provider ARN (else ALIBABA_CLOUD_OIDC_PROVIDER_ARN)
+/// and the projected token file (ALIBABA_CLOUD_OIDC_TOKEN_FILE, else the
+/// webhook's default path). nullopt when the instance names no role.
+[[nodiscard]] std::optional<rrsa_settings> instance_rrsa(const config::acr_instance& inst,
+                                                         const config::environment& env);
+
+/// An STS session length from a configured duration: at least 900 s (STS refuses less).
+[[nodiscard]] std::chrono::seconds sts_session_duration(config::duration d);
 
 /// First non-empty value of `names`.
 [[nodiscard]] std::optional<std::string> first_env(const config::environment& env,

@@ -1,5 +1,6 @@
 #include "tokens/sts_client.hpp"
 
+#include "tokens/alibaba_endpoints.hpp"
 #include "tokens/signature_v1.hpp"
 #include "tokens/signing_primitives.hpp"
 
@@ -172,6 +173,18 @@ api_result<cloud_credential> sts_client::assume_role_with_oidc(const std::string
         r.value().source = "rrsa/" + params.role_arn;
     }
     return r;
+}
+
+std::optional<assume_role_params> instance_assume_role(const config::acr_instance& inst,
+                                                       const config::environment& env) {
+    if (inst.assume_role_arn.empty()) {
+        return std::nullopt;
+    }
+    assume_role_params params;
+    params.role_arn = inst.assume_role_arn;
+    params.role_session_name = role_session_name(env, inst.role_session_name);
+    params.duration = sts_session_duration(inst.expire_duration);
+    return params;
 }
 
 }  // namespace acp::tokens

@@ -12,6 +12,7 @@
 // Thread affinity: the control thread only (blocking http_client calls).
 #pragma once
 
+#include "config/loader.hpp"
 #include "tokens/alibaba_clock.hpp"
 #include "tokens/alibaba_credential.hpp"
 #include "tokens/alibaba_error.hpp"
@@ -20,6 +21,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +35,11 @@ struct assume_role_params {
     std::string policy;                   // optional
     std::string external_id;              // optional
 };
+
+/// assumeRoleARN of an ACR instance (cross-account), as STS AssumeRole
+/// parameters on top of the instance's identity; nullopt when it has none.
+[[nodiscard]] std::optional<assume_role_params> instance_assume_role(const config::acr_instance& inst,
+                                                                     const config::environment& env);
 
 struct oidc_params {
     std::string role_arn;
