@@ -171,7 +171,7 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
 
     bool ok = true;
     if (!header_only) {
-        auto buf = std::make_unique<char[]>(relay_buffer_size);
+        auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled: 64 KiB per response
         while (ok && !parser->is_done()) {
             res.body().data = buf.get();
             res.body().size = relay_buffer_size;
