@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <string>
 
+// Declared for -Wmissing-declarations; libFuzzer (or fuzz_smoke_main.cpp) calls it.
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string input(reinterpret_cast<const char*>(data), size);
     std::string error;

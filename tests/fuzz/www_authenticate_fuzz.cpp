@@ -42,6 +42,9 @@ std::string render(const std::vector<acp::tokens::challenge>& chs) {
 
 }  // namespace
 
+// Declared for -Wmissing-declarations; libFuzzer (or fuzz_smoke_main.cpp) calls it.
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string input(reinterpret_cast<const char*>(data), size);
     const auto parsed = acp::tokens::parse_challenges(input);

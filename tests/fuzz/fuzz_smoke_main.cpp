@@ -1,6 +1,9 @@
-// Runs the hosts.toml fuzz target without libFuzzer (any compiler): every
-// seed in the corpus directory given as argv[1], then a fixed number of
-// deterministic random mutations of them. Exit 0 when no input aborted.
+// Runs a libFuzzer target without libFuzzer (any compiler, so in both of
+// scripts/test's trees, ASan+UBSan included): every seed in the corpus
+// directory given as argv[1], then a fixed number of deterministic random
+// mutations of them (byte inserts from a parser-minded alphabet, deletions,
+// splices of other seeds). Exit 0 when no input aborted. `scripts/fuzz` runs
+// the real libFuzzer builds of the same targets for longer.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -37,7 +40,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "no seeds in %s\n", argv[1]);
         return 1;
     }
-    const std::string alphabet = "[]{}=\"'#.\n\r ,host\\abc0123:/";
+    using namespace std::string_literals;
+    const std::string alphabet = "[]{}=\"'#.\n\r\t ,host\\abc0123:/?&%@;+-_~\x00\xff"s;  // NUL included
     std::mt19937 rng(20240601);
     auto pick = [&](std::size_t n) {
         return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
@@ -69,6 +73,6 @@ int main(int argc, char** argv) {
         run(m);
         ++runs;
     }
-    std::printf("hosts_toml fuzz smoke: %zu inputs, no failure\n", runs);
+    std::printf("fuzz smoke on %s: %zu inputs, no failure\n", argv[1], runs);
     return 0;
 }
