@@ -74,19 +74,22 @@ def enter_private_netns(marker="ACP_PRIVATE_NETNS"):
     child = subprocess.Popen(["unshare", "--net", sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:],
                              env=env)
 
+    got = []
+
     def forward(signum, _frame):
-        # meson's timeout SIGTERM: the child stops what it started, then we go.
+        # meson's timeout SIGTERM: the child stops what it started and exits; the
+        # wait below (resumed after this handler) then returns. No wait in here:
+        # Popen.wait is not re-entrant (its lock is held by the outer wait).
+        got.append(signum)
         try:
             child.send_signal(signum)
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        sys.exit(128 + signum)
+        except ProcessLookupError:
+            pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    sys.exit(child.wait())
+    status = child.wait()
+    sys.exit(128 + got[0] if got else status)
 
 
 def free_port():
@@ -148,9 +151,12 @@ atexit.register(_stop_all_children)
 
 
 def _on_signal(signum, _frame):
-    # meson sends SIGTERM on timeout: still stop every child we started, quickly.
+    # meson sends SIGTERM on timeout: still stop every child we started, quickly,
+    # then leave at once. (sys.exit would raise SystemExit inside whatever test
+    # is running; unittest records it as an error and goes on to the next test.)
     _stop_all_children(timeout=5.0)
-    sys.exit(128 + signum)
+    sys.stdout.flush()
+    os._exit(128 + signum)
 
 
 signal.signal(signal.SIGTERM, _on_signal)
