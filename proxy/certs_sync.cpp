@@ -29,7 +29,13 @@ certs_sync_result certs_sync::sync(const config::config& cfg) {
         return out;
     }
     out.attempted = true;
-    const auto r = hosts::install(certs_dir_, hosts::config_domains(cfg), cfg.listen, opts_);
+    hosts::report r;
+    try {
+        r = hosts::install(certs_dir_, hosts::config_domains(cfg), cfg.listen, opts_);
+    } catch (const std::exception& e) {
+        // Never into serve's reload path, where it would read as a rejected configuration.
+        r.errors.push_back(fmt::format("{}: hosts.toml sync failed: {}", certs_dir_.string(), e.what()));
+    }
     std::set<std::string> now;
     auto warn_once = [&](const std::string& text) {
         now.insert(text);

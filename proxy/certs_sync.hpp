@@ -8,7 +8,8 @@
 // registry itself (`hosts remove` or the cleanup manifest undoes them).
 //
 // Thread affinity: call sync() from one thread at a time (serve uses its
-// control thread); blocking file I/O, never on the data path. Logs each file
+// control thread); blocking file I/O, never on the data path. It does not
+// throw: every failure comes back in certs_sync_result::errors. Logs each file
 // that changed and each warning once per distinct text (a file left untouched
 // is not re-reported at every reload).
 #pragma once
