@@ -1,6 +1,7 @@
 #include "proxy/realm_client.hpp"
 
 #include "acp_version.hpp"
+#include "config/logging.hpp"
 #include "proxy/redirect_policy.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -73,6 +74,9 @@ net::awaitable<std::variant<tokens::realm_response, tokens::token_failure>> fetc
                                         "token realm " + origin.authority() + ": " + wec.message()};
     }
     out.status = parser.get().result_int();
+    // The target holds service, scope and account (a user name): no secret.
+    logging::logger("proxy")->debug("token realm GET {}{} -> {} ({} bytes)", origin.authority(), rr.target, out.status,
+                                    out.body.size());
     co_return out;
 }
 

@@ -318,9 +318,10 @@ int serve(const serve_options& opts) {
         ::close(s.fd);
     }
     srv.start();
-    log->info("listening data={} ({}) admin={} ({}) routes={} followRedirects={}", endpoint_text(srv.data_endpoint()),
-              to_string(srv.data_origin()), endpoint_text(srv.admin_endpoint()), to_string(srv.admin_origin()),
-              snap->routes.routes().size(), snap->cfg->follow_redirects);
+    log->info("listening data={} ({}) admin={} ({}) routes={} followRedirects={} logLevel={}",
+              endpoint_text(srv.data_endpoint()), to_string(srv.data_origin()), endpoint_text(srv.admin_endpoint()),
+              to_string(srv.admin_origin()), snap->routes.routes().size(), snap->cfg->follow_redirects,
+              snap->cfg->log.level);
 
     // hosts.toml after the listener is up: containerd may use a file the moment it appears.
     std::unique_ptr<certs_sync> sync;

@@ -1,10 +1,13 @@
 #include "tokens/alibaba_http_client.hpp"
 
+#include "config/logging.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 
@@ -13,6 +16,35 @@ namespace acp::tokens {
 namespace {
 
 constexpr std::size_t max_body = std::size_t{1024} * 1024;
+
+// For the debug log: the URL's path and, of its query, only the `Action`
+// parameter (RPC-style APIs name the call there). Everything else in a query
+// (signatures, SecurityToken, nonces) stays out of logs.
+std::string loggable_target(std::string_view url) {
+    const auto scheme_end = url.find("://");
+    std::string_view rest = scheme_end == std::string_view::npos ? url : url.substr(scheme_end + 3);
+    const auto path_at = rest.find('/');
+    if (path_at == std::string_view::npos) {
+        return "/";
+    }
+    rest = rest.substr(path_at);
+    const auto q = rest.find('?');
+    std::string out(rest.substr(0, std::min(rest.find('#'), q)));
+    if (q != std::string_view::npos) {
+        std::string_view query = rest.substr(q + 1);
+        while (!query.empty()) {
+            const auto amp = query.find('&');
+            const std::string_view param = query.substr(0, amp);
+            if (param.starts_with("Action=") && param.size() < 80) {
+                out += "?";
+                out += param;
+                break;
+            }
+            query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        }
+    }
+    return out;
+}
 
 std::string to_lower(std::string_view s) {
     std::string out(s);
@@ -144,8 +176,11 @@ public:
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
         }
 
+        const auto started = std::chrono::steady_clock::now();
         const CURLcode rc = curl_easy_perform(h);
         curl_slist_free_all(headers);
+        const auto elapsed_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
         if (rc != CURLE_OK) {
             out.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
             if (t.too_large) {
@@ -157,9 +192,14 @@ public:
                     out.error += ": " + std::string(errbuf.data());
                 }
             }
+            acp::logging::logger("tokens")->debug("{} {}{} failed after {:.1f} ms: {}", req.method, url_origin(req.url),
+                                                  loggable_target(req.url), elapsed_ms, out.error);
             return out;
         }
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &t.response.status);
+        acp::logging::logger("tokens")->debug("{} {}{} -> {} in {:.1f} ms ({} bytes)", req.method, url_origin(req.url),
+                                              loggable_target(req.url), t.response.status, elapsed_ms,
+                                              t.response.body.size());
         out.response = std::move(t.response);
         return out;
     }

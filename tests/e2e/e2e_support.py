@@ -131,7 +131,7 @@ def big(layout, seed, size=512 << 20, tag="v1"):
 class Node:
     """The proxy + hosts.toml (from `hosts install`) + containerd with CRI."""
 
-    def __init__(self, tmp, acr, binary, proxy_extra=None, log_level="info"):
+    def __init__(self, tmp, acr, binary, proxy_extra=None, log_level="debug"):
         self.tmp, self.acr, self.binary = tmp, acr, binary
         self.proxy_extra = dict(proxy_extra or {})
         self.log_level = log_level

@@ -144,7 +144,7 @@ def proxy_config(reg, directory, data_port, admin_port):
     entry, overrides, _ = proxy_mod.registry_entry(reg, directory)
     return {"registries": [entry], "endpointOverrides": overrides,
             "listen": f"127.0.0.1:{data_port}", "adminListen": f"127.0.0.1:{admin_port}",
-            "log": {"level": "info", "format": "text"},
+            "log": {"level": "debug", "format": "text"},
             "timeouts": {"shutdownGrace": "10s"}}
 
 

@@ -62,6 +62,8 @@ import threading
 import time
 import urllib.parse
 
+import secret_log
+
 _HERE = os.path.dirname(os.path.realpath(__file__))
 
 REGION = "cn-hangzhou"
@@ -526,11 +528,11 @@ class AcrLike:
         self.password_lifetime_s = password_lifetime_s
         self.url_ttl_s = url_ttl_s
         self.token_lifetime_s = token_lifetime_s
-        self._push_password = secrets.token_urlsafe(18)
+        self._push_password = secret_log.register("password", secrets.token_urlsafe(18))
         self._oss_key_id = "LTAI" + secrets.token_hex(8)
-        self._oss_secret = secrets.token_urlsafe(24)
+        self._oss_secret = secret_log.register("oss-secret", secrets.token_urlsafe(24))
         self._ak_id = "LTAI" + secrets.token_hex(10)  # a test AccessKey only mint_password() uses
-        self._ak_secret = secrets.token_urlsafe(24)
+        self._ak_secret = secret_log.register("ak-secret", secrets.token_urlsafe(24))
         self.fake = None
         self.tr = None
         self.child = None

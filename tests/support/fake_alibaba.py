@@ -40,6 +40,8 @@ import secrets
 import signal
 import sys
 import threading
+
+import secret_log
 import time
 import urllib.parse
 from datetime import datetime, timezone
@@ -141,8 +143,8 @@ class State:
     def issue(self, principal, lifetime_s):
         ak = "STS." + secrets.token_hex(12)
         cred = {
-            "secret": secrets.token_urlsafe(24),
-            "token": "CAIS" + base64.b64encode(secrets.token_bytes(48)).decode(),  # has + / =
+            "secret": secret_log.register("sts-ak-secret", secrets.token_urlsafe(24)),
+            "token": secret_log.register("sts-token", "CAIS" + base64.b64encode(secrets.token_bytes(48)).decode()),  # has + / =
             "expires_ms": self.now_ms() + int(lifetime_s * 1000),
             "principal": principal,
         }
@@ -246,7 +248,7 @@ class ImdsHandler(Handler):
                 rec["status"] = 400
                 STATE.record(rec)
                 return self.send(400, "Bad Request", "text/plain")
-            token = secrets.token_urlsafe(32)
+            token = secret_log.register("imds-token", secrets.token_urlsafe(32))
             with STATE.lock:
                 STATE.imds_tokens[token] = STATE.now_ms() + ttl_s * 1000
             rec["status"] = 200
@@ -635,6 +637,7 @@ class AcrHandler(Handler):
     def password(expires_ms, instance_id):
         # The documented example password contains ':' - clients must not split it.
         pw = secrets.token_urlsafe(12) + ":" + secrets.token_urlsafe(24)
+        secret_log.register_basic("acr-temp-password", "cr_temp_user", pw)
         with STATE.lock:
             STATE.passwords[pw] = {"username": "cr_temp_user", "expires_ms": expires_ms, "instance": instance_id}
         return pw

@@ -23,12 +23,40 @@ import tempfile
 import time
 import unittest
 
+import secret_log
+
 SKIP_EXIT = 77  # meson: test skipped
+
+# One secrets file per test program (see secret_log.py); children, and the
+# re-exec inside a private netns, inherit it through the environment.
+_secrets_file_owner = False
+if not os.environ.get(secret_log.ENV):
+    _fd, _path = tempfile.mkstemp(prefix="acp-test-secrets-")
+    os.close(_fd)
+    os.environ[secret_log.ENV] = _path
+    _secrets_file_owner = True
+
+# What the proxy produced, for the secret scan at the end of run_tests():
+# [(source name, text)], plus the proxy children whose logs are read then.
+_scan_sources = []
+_proxy_children = []
+
+
+def scan_source(name, text):
+    """Adds text the proxy produced (a log, /metrics, an answer body, command
+    output) to what run_tests() checks for secrets at the end."""
+    if text:
+        _scan_sources.append((name, text))
+
+
+def is_proxy_argv(argv):
+    return any(os.path.basename(str(a)) == "acr-credential-proxy" for a in argv)
 
 
 def secrets_token():
-    """A random password for a test user (never printed, never on argv)."""
-    return secrets.token_urlsafe(18)
+    """A random password for a test user (never printed, never on argv);
+    registered for the end-of-run secret scan."""
+    return secret_log.register("password", secrets.token_urlsafe(18))
 
 
 class TestCaseBase(unittest.TestCase):
@@ -147,7 +175,16 @@ def _stop_all_children(timeout=30.0):
         child.stop(check=False, timeout=timeout)
 
 
-atexit.register(_stop_all_children)
+def _remove_secrets_file():
+    if _secrets_file_owner:
+        try:
+            os.unlink(os.environ[secret_log.ENV])
+        except OSError:
+            pass
+
+
+atexit.register(_remove_secrets_file)
+atexit.register(_stop_all_children)  # atexit runs in reverse: children stop first
 
 
 def _on_signal(signum, _frame):
@@ -188,7 +225,10 @@ class Child:
             self.proc.stdin.close()
         self.pid = self.proc.pid
         self.returncode = None
+        self.scanned = False
         _children.append(self)
+        if is_proxy_argv(self.argv):
+            _proxy_children.append(self)
 
     def alive(self):
         return self.proc.poll() is None
@@ -224,6 +264,9 @@ class Child:
                     self.proc.wait()
             self.returncode = self.proc.returncode
             self._log.close()
+            if self in _proxy_children and not self.scanned:
+                self.scanned = True  # read now: tests may delete their temp dirs before the scan
+                scan_source(f"{self.name} log ({self.log_path})", self.log_text())
         if check and self.returncode != 0:
             raise RuntimeError(f"{self.name} (pid {self.pid}) exited with {self.returncode}; log tail:\n{self.log_tail()}")
         return self.returncode
@@ -234,6 +277,9 @@ def run(argv, timeout=300, input_data=None, env=None, check=True):
     proc = subprocess.run(
         argv, input=input_data, capture_output=True, timeout=timeout, env=env, text=True
     )
+    if is_proxy_argv(argv):
+        scan_source(f"output of {' '.join(os.path.basename(str(a)) for a in argv[:3])}",
+                    (proc.stdout or "") + (proc.stderr or ""))
     if check and proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(argv)} exited with {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
@@ -281,8 +327,9 @@ class Client:
     line each (repeated Accept lines stay separate).
     """
 
-    def __init__(self, host, port, tls=None, timeout=60):
+    def __init__(self, host, port, tls=None, timeout=60, scan_name=None):
         self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
+        self.scan_name = scan_name  # set for the proxy's clients: non-2xx answers join the secret scan
         self.conn = None
         self.connects = 0  # connections opened: 1 after any number of keep-alive requests
 
@@ -322,14 +369,18 @@ class Client:
         resp = self.start(method, path, headers, body)
         data = resp.read()
         result = Response(resp.status, resp.reason, list(resp.getheaders()), data)
+        if self.scan_name and not 200 <= resp.status < 300:
+            scan_source(f"{self.scan_name} answer {resp.status} to {method} {path[:80]}",
+                        "\n".join(f"{k}: {v}" for k, v in result.headers) + "\n"
+                        + data[:65536].decode("utf-8", "replace"))
         if resp.will_close:
             self.close()
         return result
 
 
-def request(host, port, method, path, headers=(), body=None, tls=None, timeout=60):
+def request(host, port, method, path, headers=(), body=None, tls=None, timeout=60, scan_name=None):
     """One request on a fresh connection."""
-    c = Client(host, port, tls=tls, timeout=timeout)
+    c = Client(host, port, tls=tls, timeout=timeout, scan_name=scan_name)
     try:
         return c.request(method, path, headers, body)
     finally:
@@ -339,6 +390,7 @@ def request(host, port, method, path, headers=(), body=None, tls=None, timeout=6
 def basic_auth(username, password):
     import base64
 
+    secret_log.register_basic("password", username, password)
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
@@ -438,6 +490,28 @@ class Checks:
                            + "\n".join(shown) + more)
 
 
+def secret_scan(out=None):
+    """Issue 8: no secret the run registered may appear in anything the proxy
+    produced (logs, /metrics, error answers, command output). Prints one line;
+    False on any finding (named by source, line and kind, never the value)."""
+    sources = list(_scan_sources)
+    for child in _proxy_children:
+        if not child.scanned:
+            sources.append((f"{child.name} log ({child.log_path})", child.log_text()))
+    secrets_used = secret_log.load()
+    findings = secret_log.scan(sources, secrets_used)
+    size = sum(len(t) for _, t in sources)
+    out = out or sys.stdout
+    if findings:
+        print(f"FAIL secret scan: {len(findings)} finding(s) in {len(sources)} proxy outputs:", file=out, flush=True)
+        for f in findings[:40]:
+            print(f"  {f}", file=out, flush=True)
+        return False
+    print(f"secret scan: {len(secrets_used)} secrets, {len(sources)} proxy outputs ({size} bytes): none found",
+          file=out, flush=True)
+    return True
+
+
 def run_tests(module_name="__main__"):
     """Runs every TestCase in the module; prints one line per case, then the
     tracebacks of failures. Returns the process exit status (0 or 1)."""
@@ -451,6 +525,7 @@ def run_tests(module_name="__main__"):
         print(tb)
     total = result.testsRun
     bad = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    bad += 0 if secret_scan() else 1
     print(f"{result.passed} passed, {bad} failed, {len(result.skipped)} skipped "
           f"in {time.monotonic() - started:.1f}s", flush=True)
     if total == 0:

@@ -141,7 +141,9 @@ class Proxy:
             raise RuntimeError(f"proxy binary {self.binary} is missing or not executable (build it first)")
         for attempt in range(attempts):
             self.port, self.admin_port = harness.free_port(), harness.free_port()
-            self.config.setdefault("log", {"level": "info", "format": "text"})
+            # debug by default: the end-of-run secret scan (harness.secret_scan)
+            # then covers every line the proxy can write.
+            self.config.setdefault("log", {"level": "debug", "format": "text"})
             self.config["listen"] = f"127.0.0.1:{self.port}"
             self.config["adminListen"] = f"127.0.0.1:{self.admin_port}"
             self.write_config()
@@ -182,18 +184,23 @@ class Proxy:
         """SIGTERM; returns the exit status (asserted 0 when check)."""
         if self.child is None:
             return None
+        if self.child.alive():
+            try:  # what /metrics shows joins the secret scan
+                harness.scan_source(f"{self.name} /metrics", self.admin("/metrics").body.decode("utf-8", "replace"))
+            except OSError:
+                pass
         return self.child.stop(timeout=timeout, check=check)
 
     # -- talking to it -----------------------------------------------------
 
     def client(self, timeout=60):
-        return harness.Client("127.0.0.1", self.port, timeout=timeout)
+        return harness.Client("127.0.0.1", self.port, timeout=timeout, scan_name=self.name)
 
     def request(self, method, path, headers=(), body=None):
-        return harness.request("127.0.0.1", self.port, method, path, headers, body)
+        return harness.request("127.0.0.1", self.port, method, path, headers, body, scan_name=self.name)
 
     def admin(self, path, method="GET"):
-        return harness.request("127.0.0.1", self.admin_port, method, path, timeout=10)
+        return harness.request("127.0.0.1", self.admin_port, method, path, timeout=10, scan_name=self.name + " admin")
 
     def metrics(self):
         return self.admin("/metrics").body.decode()

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 import harness
+import secret_log
 
 _LISTENING = re.compile(r'listening on 127\.0\.0\.1:(\d+)')
 # Access log (gorilla combined format): 127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 200 2 "" "ua"
@@ -63,6 +64,8 @@ class Registry:
         if users is True:
             users = {"robot": secrets.token_urlsafe(18)}
         self.users = dict(users) if users else {}
+        for u, pw in self.users.items():
+            secret_log.register_basic("registry-password", u, pw)
         self.tls = make_tls_material(os.path.join(directory, "tls"), dns_names) if tls else None
         self.port = None
         self.child = None

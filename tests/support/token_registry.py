@@ -62,6 +62,8 @@ import threading
 import time
 import urllib.parse
 
+import secret_log
+
 _HERE = os.path.dirname(os.path.realpath(__file__))
 
 DEFAULT_SERVICE = "registry.aliyuncs.com:cn-hangzhou:china:cri-acptest0000"  # the EE service format
@@ -279,6 +281,8 @@ class _State:
             self.header["kid"] = self.key.kid()
         self._untrusted = None
         self.users = dict(cfg["users"])
+        for u, pw in self.users.items():
+            secret_log.register_basic("realm-password", u, pw)
         self.knobs = dict(_KNOBS)
         self.set_knobs(cfg.get("knobs") or {})
         self.faults = []
@@ -354,7 +358,8 @@ class _State:
             "jti": secrets.token_hex(16),
             "access": granted_access(user, scopes, k["allowed"]),
         }
-        token = (key or self.key).sign(self.header if key is None else self._header_for(key), claims)
+        token = secret_log.register("bearer-token",
+                                    (key or self.key).sign(self.header if key is None else self._header_for(key), claims))
         body = {}
         if k["fields"] in ("both", "token"):
             body["token"] = token
@@ -578,7 +583,7 @@ def _make_handler(state):
                     body["access_token"] = tok
                 body["scope"] = " ".join(scopes)
                 if params.get("access_type", [""])[0] == "offline" and grant_type == "password":
-                    rt = secrets.token_urlsafe(24)
+                    rt = secret_log.register("refresh-token", secrets.token_urlsafe(24))
                     with state.lock:
                         state.refresh_tokens[rt] = user
                     body["refresh_token"] = rt
@@ -600,12 +605,15 @@ def _make_handler(state):
                         state.set_knobs(req["set"])
                     if "users" in req:
                         state.users = dict(req["users"])
+                        for u, pw in state.users.items():
+                            secret_log.register_basic("realm-password", u, pw)
                     if "set_password" in req:
                         sp = req["set_password"]
                         if sp["password"] is None:
                             state.users.pop(sp["user"], None)
                         else:
                             state.users[sp["user"]] = sp["password"]
+                            secret_log.register_basic("realm-password", sp["user"], sp["password"])
                     if req.get("clear_faults"):
                         state.faults = []
                     if "inject" in req:
