@@ -352,6 +352,11 @@ net::awaitable<bool> forward_request(forward_args a) {
                     if (next->scheme == "https" && !ep.tls) {
                         co_return co_await reply_failure(a, errc::redirect_invalid, "no TLS context", "");
                     }
+                    ep.guard_addresses = true;
+                    ep.allow_loopback = is_loopback_host(route_ep->origin.host);
+                    if (!ep.allow_loopback) {
+                        ep.pool_key += "#guarded";  // never reuse a connection opened under the looser rule
+                    }
                 }
                 url = *next;
                 a.rc.redirects = hops;

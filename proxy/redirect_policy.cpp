@@ -102,4 +102,50 @@ bool same_origin(const http_url& a, const http_url& b) noexcept {
     return a.scheme == b.scheme && a.host == b.host && a.port == b.port;
 }
 
+std::optional<std::string> forbidden_redirect_address(const boost::asio::ip::address& a, bool allow_loopback) {
+    namespace ip = boost::asio::ip;
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        return forbidden_redirect_address(ip::make_address_v4(ip::v4_mapped, a.to_v6()), allow_loopback);
+    }
+    if (a.is_loopback()) {
+        return allow_loopback ? std::nullopt : std::optional<std::string>("a loopback address");
+    }
+    if (a.is_v4()) {
+        const auto v = a.to_v4().to_uint();
+        if ((v >> 24) == 0) {
+            return "an unspecified address";  // 0.0.0.0/8: connect() reaches this host
+        }
+        if ((v >> 16) == 0xA9FEu) {
+            return "a link-local address";  // 169.254/16
+        }
+        if (v == 0x646464C8u) {
+            return "the cloud metadata address";  // 100.100.100.200
+        }
+        if (a.is_multicast() || v == 0xFFFFFFFFu) {
+            return "a multicast or broadcast address";
+        }
+        return std::nullopt;
+    }
+    const auto v6 = a.to_v6();
+    if (v6.is_unspecified()) {
+        return "an unspecified address";
+    }
+    if (v6.is_link_local()) {
+        return "a link-local address";
+    }
+    if (v6.is_multicast()) {
+        return "a multicast address";
+    }
+    return std::nullopt;
+}
+
+bool is_loopback_host(std::string_view host) noexcept {
+    if (host == "localhost") {
+        return true;
+    }
+    boost::system::error_code ec;
+    const auto a = boost::asio::ip::make_address(host, ec);
+    return !ec && a.is_loopback();
+}
+
 }  // namespace acp::proxy

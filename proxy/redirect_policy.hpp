@@ -1,9 +1,12 @@
 // Redirect rules for `followRedirects` and for passing redirects through:
-// resolving `Location`, which statuses count, and when `Authorization` must
-// be dropped (whenever scheme, host or port change; RFC 9110 §15.4).
+// resolving `Location`, which statuses count, when `Authorization` must
+// be dropped (whenever scheme, host or port change; RFC 9110 §15.4), and
+// which addresses a followed redirect may never reach (SSRF guard).
 //
 // Owns: a minimal http(s) URL model and pure functions. No thread affinity.
 #pragma once
+
+#include <boost/asio/ip/address.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -40,5 +43,17 @@ std::optional<http_url> resolve_location(const http_url& base, std::string_view 
 
 /// Same scheme, host and port.
 bool same_origin(const http_url& a, const http_url& b) noexcept;
+
+/// Why a followed redirect must not connect to `a` (after name resolution),
+/// or nullopt: unspecified (0.0.0.0/8, ::), link-local (169.254/16, fe80::/10;
+/// cloud metadata lives there), the Alibaba Cloud metadata service
+/// 100.100.100.200, multicast and broadcast; loopback (127/8, ::1) unless
+/// `allow_loopback` (the registry itself is on loopback). IPv4-mapped IPv6
+/// addresses are judged as IPv4.
+std::optional<std::string> forbidden_redirect_address(const boost::asio::ip::address& a, bool allow_loopback);
+
+/// True for "localhost" and loopback IP literals: a registry reached there
+/// may redirect to loopback too (a local registry with a local object store).
+bool is_loopback_host(std::string_view host) noexcept;
 
 }  // namespace acp::proxy

@@ -31,6 +31,10 @@ struct upstream_endpoint {
     std::shared_ptr<net::ssl::context> tls;  // null for http
     bool verify_peer = true;                 // false only with insecureSkipVerify
     std::string pool_key;                    // origin + TLS profile identity
+    // Redirect targets (followRedirects): every resolved address is checked
+    // with forbidden_redirect_address() before anything is dialled.
+    bool guard_addresses = false;
+    bool allow_loopback = false;  // with guard_addresses: the registry itself is on loopback
 
     [[nodiscard]] bool is_tls() const noexcept { return tls != nullptr; }
 };

@@ -105,6 +105,15 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
             endpoints.push_back(r.endpoint());
         }
     }
+    if (ep.guard_addresses) {
+        // A followed redirect: refuse before dialling if any address is internal.
+        for (const auto& e : endpoints) {
+            if (auto why = forbidden_redirect_address(e.address(), ep.allow_loopback)) {
+                co_return failure{errc::redirect_invalid,
+                                  "redirect to " + where + " refused: " + e.address().to_string() + " is " + *why};
+            }
+        }
+    }
 
     beast::tcp_stream stream(ex);
     stream.expires_after(timeout);

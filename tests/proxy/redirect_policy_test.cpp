@@ -60,3 +60,51 @@ TEST_CASE("only 301, 302, 303, 307 and 308 are followed", "[proxy][redirect]") {
         CHECK_FALSE(is_redirect_status(s));
     }
 }
+
+TEST_CASE("followed redirects never reach internal addresses", "[proxy][redirect]") {
+    struct row {
+        const char* address;
+        bool allow_loopback;
+        bool refused;
+    };
+    const row rows[] = {
+        {"100.100.100.200", false, true},  // Alibaba Cloud metadata
+        {"100.100.100.200", true, true},
+        {"::ffff:100.100.100.200", false, true},
+        {"169.254.169.254", false, true},
+        {"169.254.0.1", true, true},
+        {"fe80::1", false, true},
+        {"0.0.0.0", false, true},
+        {"0.1.2.3", true, true},
+        {"::", false, true},
+        {"224.0.0.1", false, true},
+        {"255.255.255.255", false, true},
+        {"ff02::1", false, true},
+        {"127.0.0.1", false, true},
+        {"127.1.2.3", false, true},
+        {"::1", false, true},
+        {"::ffff:127.0.0.1", false, true},
+        {"127.0.0.1", true, false},  // a registry on loopback may redirect to loopback
+        {"::1", true, false},
+        {"100.100.100.199", false, false},
+        {"100.118.28.1", false, false},  // OSS internal endpoints live in 100.64/10
+        {"10.0.0.7", false, false},      // VPC addresses
+        {"47.96.1.2", false, false},
+        {"2001:db8::1", false, false},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.address, r.allow_loopback);
+        const auto why = forbidden_redirect_address(boost::asio::ip::make_address(r.address), r.allow_loopback);
+        CHECK(why.has_value() == r.refused);
+    }
+}
+
+TEST_CASE("loopback hosts are localhost and loopback literals", "[proxy][redirect]") {
+    CHECK(is_loopback_host("localhost"));
+    CHECK(is_loopback_host("127.0.0.1"));
+    CHECK(is_loopback_host("127.9.9.9"));
+    CHECK(is_loopback_host("::1"));
+    CHECK_FALSE(is_loopback_host("192.0.2.10"));
+    CHECK_FALSE(is_loopback_host("localhost.example"));
+    CHECK_FALSE(is_loopback_host("registry.example"));
+}
