@@ -23,11 +23,65 @@ std::string trim(std::string_view s) {
     return b < e ? std::string(b, e) : std::string();
 }
 
+bool is_ram_role_name(std::string_view s) {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+               c == '_';
+    });
+}
+
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
 }
 
 }  // namespace
+
+api_result<std::string> parse_imds_role_name(std::string_view body, const std::string& endpoint) {
+    // The listing is one role name per line; an instance has at most one role.
+    auto name = trim(body);
+    name = trim(std::string_view(name).substr(0, name.find('\n')));
+    if (name.empty()) {
+        return api_error{
+            "IMDS RAM role name", "NoRole", "no RAM role is attached to this ECS instance", 200, {}, endpoint};
+    }
+    // It goes into the next request's URL path: a RAM role name or nothing.
+    if (!is_ram_role_name(name)) {
+        return api_error{"IMDS RAM role name",
+                         "InvalidResponse",
+                         "the role listing is not a RAM role name (1-64 letters, digits, '.', '-', '_')",
+                         200,
+                         {},
+                         endpoint};
+    }
+    return name;
+}
+
+api_result<cloud_credential> parse_imds_credentials(std::string_view body, const std::string& endpoint) {
+    const std::string what = "IMDS RAM role credentials";
+    const auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        return api_error{what, "InvalidResponse", "not a JSON object", 200, {}, endpoint};
+    }
+    const auto str = [&](const char* key) {
+        const auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (str("Code") != "Success") {
+        const auto code = scrub(str("Code"), {str("AccessKeySecret"), str("SecurityToken")});
+        return api_error{what, code.empty() ? "InvalidResponse" : code, "Code is not Success", 200, {}, endpoint};
+    }
+    cloud_credential c;
+    c.access_key_id = str("AccessKeyId");
+    c.access_key_secret = config::secret(str("AccessKeySecret"));
+    c.security_token = config::secret(str("SecurityToken"));
+    c.expiration = parse_iso8601_utc(str("Expiration"));
+    if (c.access_key_id.empty() || c.access_key_secret.empty() || c.security_token.empty() || !c.expiration) {
+        return api_error{
+            what, "InvalidResponse", "AccessKeyId, AccessKeySecret, SecurityToken or Expiration missing", 200,
+            {},   endpoint};
+    }
+    return c;
+}
 
 imds_client::imds_client(http_client& http, const clock_source& clock, imds_options opts, alibaba_metrics* metrics)
     : http_(http), clock_(clock), opts_(std::move(opts)), metrics_(metrics) {
@@ -153,15 +207,11 @@ api_result<std::string> imds_client::role_name() {
         }
         return err;
     }
-    // The listing is one role name per line; an instance has at most one role.
-    auto body = trim(r.value());
-    body = trim(body.substr(0, body.find('\n')));
-    if (body.empty()) {
-        return api_error{"IMDS RAM role name", "NoRole", "no RAM role is attached to this ECS instance", 200, {},
-                         opts_.endpoint};
+    auto name = parse_imds_role_name(r.value(), opts_.endpoint);
+    if (name) {
+        discovered_role_ = name.value();
     }
-    discovered_role_ = body;
-    return body;
+    return name;
 }
 
 api_result<cloud_credential> imds_client::role_credentials() {
@@ -176,31 +226,10 @@ api_result<cloud_credential> imds_client::role_credentials() {
         }
         return r.error();
     }
-    const std::string what = "IMDS RAM role credentials";
-    const auto j = nlohmann::json::parse(r.value(), nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-        return api_error{what, "InvalidResponse", "not a JSON object", 200, {}, opts_.endpoint};
-    }
-    const auto str = [&](const char* key) {
-        const auto it = j.find(key);
-        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
-    if (str("Code") != "Success") {
-        return api_error{
-            what,          str("Code").empty() ? "InvalidResponse" : str("Code"), "Code is not Success", 200, {},
-            opts_.endpoint};
-    }
-    cloud_credential c;
-    c.access_key_id = str("AccessKeyId");
-    c.access_key_secret = config::secret(str("AccessKeySecret"));
-    c.security_token = config::secret(str("SecurityToken"));
-    c.expiration = parse_iso8601_utc(str("Expiration"));
-    c.obtained_at = clock_.now();
-    c.source = "ecs_ram_role/" + role.value();
-    if (c.access_key_id.empty() || c.access_key_secret.empty() || c.security_token.empty() || !c.expiration) {
-        return api_error{
-            what, "InvalidResponse", "AccessKeyId, AccessKeySecret, SecurityToken or Expiration missing", 200,
-            {},   opts_.endpoint};
+    auto c = parse_imds_credentials(r.value(), opts_.endpoint);
+    if (c) {
+        c.value().obtained_at = clock_.now();
+        c.value().source = "ecs_ram_role/" + role.value();
     }
     return c;
 }

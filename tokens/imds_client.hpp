@@ -22,6 +22,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace acp::tokens {
 
@@ -60,5 +61,12 @@ private:
     std::optional<api_error> last_token_error_;
     bool used_token_ = false;
 };
+
+/// Pure parsers of one IMDS answer (a 200 body), exposed for tests and fuzzing.
+/// The role listing: its first line, trimmed ("NoRole" when empty).
+api_result<std::string> parse_imds_role_name(std::string_view body, const std::string& endpoint);
+/// The role's credentials JSON ({"Code":"Success","AccessKeyId",...}); the
+/// caller sets obtained_at and source. `endpoint` goes into errors.
+api_result<cloud_credential> parse_imds_credentials(std::string_view body, const std::string& endpoint);
 
 }  // namespace acp::tokens
