@@ -1,5 +1,6 @@
 #include "tokens/acr_openapi.hpp"
 
+#include "routing/distribution_path.hpp"
 #include "tokens/signing_primitives.hpp"
 
 #include <nlohmann/json.hpp>
@@ -37,7 +38,12 @@ std::optional<std::int64_t> int_of(const nlohmann::json& j, std::initializer_lis
         return v->get<std::int64_t>();
     }
     if (v->is_number_float()) {
-        return static_cast<std::int64_t>(v->get<double>());
+        // Converting a double outside int64's range is undefined: refuse it.
+        const auto d = v->get<double>();
+        if (!(d > -9.2e18 && d < 9.2e18)) {
+            return std::nullopt;
+        }
+        return static_cast<std::int64_t>(d);
     }
     if (v->is_string()) {
         try {
@@ -47,6 +53,16 @@ std::optional<std::int64_t> int_of(const nlohmann::json& j, std::initializer_lis
         }
     }
     return std::nullopt;
+}
+
+// An expiry in epoch milliseconds that the clock can hold (nanosecond
+// system_clock: up to year 2262); past it from_epoch_ms would overflow.
+std::optional<std::int64_t> expiry_ms(std::optional<std::int64_t> ms) {
+    constexpr auto max_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wall_clock::duration::max()).count();
+    if (!ms || *ms <= 0 || *ms > max_ms) {
+        return std::nullopt;
+    }
+    return ms;
 }
 
 bool is_success(const nlohmann::json& j) {
@@ -70,9 +86,9 @@ api_error service_error(const std::string& api, long status, const nlohmann::jso
         err.message = "the answer is not a JSON object";
         return err;
     }
-    err.code = string_of(j, {"Code", "code", "errorCode"});
+    err.code = scrub(string_of(j, {"Code", "code", "errorCode"}), secrets);
     err.message = scrub(string_of(j, {"Message", "message", "errorMessage"}), secrets);
-    err.request_id = string_of(j, {"RequestId", "requestId"});
+    err.request_id = scrub(string_of(j, {"RequestId", "requestId"}), secrets);
     if (err.code.empty() || (status == 200 && lower(err.code) == "success")) {
         err.code = status == 200 ? "IsSuccessFalse" : "HTTP" + std::to_string(status);
     }
@@ -137,8 +153,8 @@ api_result<acr_temporary_password> parse_ee_token_response(long status, std::str
     acr_temporary_password p;
     p.username = string_of(j, {"TempUsername"});
     p.password = config::secret(string_of(j, {"AuthorizationToken"}));
-    p.request_id = string_of(j, {"RequestId"});
-    const auto expire = int_of(j, {"ExpireTime"});
+    p.request_id = scrub(string_of(j, {"RequestId"}), secrets);
+    const auto expire = expiry_ms(int_of(j, {"ExpireTime"}));
     if (p.username.empty() || p.password.empty() || !expire) {
         return api_error{api,    "InvalidResponse", "TempUsername, AuthorizationToken or ExpireTime missing",
                          status, p.request_id,      {}};
@@ -163,8 +179,8 @@ api_result<acr_temporary_password> parse_personal_token_response(long status, st
     acr_temporary_password p;
     p.username = string_of(*data, {"tempUserName", "TempUserName"});
     p.password = config::secret(string_of(*data, {"authorizationToken", "AuthorizationToken"}));
-    p.request_id = string_of(j, {"requestId", "RequestId"});
-    const auto expire = int_of(*data, {"expireDate", "ExpireDate"});
+    p.request_id = scrub(string_of(j, {"requestId", "RequestId"}), secrets);
+    const auto expire = expiry_ms(int_of(*data, {"expireDate", "ExpireDate"}));
     if (p.username.empty() || p.password.empty() || !expire) {
         return api_error{api,    "InvalidResponse", "tempUserName, authorizationToken or expireDate missing",
                          status, p.request_id,      {}};
@@ -206,7 +222,8 @@ api_result<std::vector<instance_domain>> parse_instance_endpoints(long status, s
                 continue;
             }
             auto domain = lower(string_of(d, {"Domain"}));
-            if (domain.empty()) {
+            // It becomes a route and a hosts.toml directory: a registry host or nothing.
+            if (domain.empty() || !routing::is_valid_host(domain)) {
                 continue;
             }
             const bool dup = std::any_of(out.begin(), out.end(), [&](const auto& x) { return x.domain == domain; });

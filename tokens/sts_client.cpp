@@ -51,10 +51,10 @@ api_result<cloud_credential> parse_sts_response(const std::string& action, long 
         err.message = "the answer is not a JSON object";
         return err;
     }
-    err.request_id = json_string(j, "RequestId");
+    err.request_id = scrub(json_string(j, "RequestId"), secrets);
     const auto creds = j.find("Credentials");
     if (status != 200 || creds == j.end() || !creds->is_object()) {
-        err.code = json_string(j, "Code");
+        err.code = scrub(json_string(j, "Code"), secrets);
         err.message = scrub(json_string(j, "Message"), secrets);
         if (err.code.empty()) {
             err.code = status == 200 ? "InvalidResponse" : "HTTP" + std::to_string(status);
