@@ -277,7 +277,16 @@ std::optional<configmap_entries> read_configmap_directory(const std::string& dir
     return out;
 }
 
-void read_configmap_into(config& cfg, const configmap_entries& data, const std::string& source, load_context& ctx) {
+void read_configmap_into(config& cfg, const configmap_entries& input, const std::string& source, load_context& ctx) {
+    // Every value is text: a key whose file is not UTF-8 is an error, not read.
+    configmap_entries data;
+    for (const auto& [key, e] : input) {
+        if (!is_utf8(e.value)) {
+            ctx.diags.error(at_entry(key, e), "not valid UTF-8; expected UTF-8 text");
+            continue;
+        }
+        data.emplace(key, e);
+    }
     for (const auto& [key, e] : data) {
         if (std::find(configmap_keys.begin(), configmap_keys.end(), key) == configmap_keys.end()) {
             ctx.diags.warn(at_entry(key, e), "unknown key " + quote(key) + " ignored (closest known key: " +

@@ -35,6 +35,49 @@ bool in_range(duration d, const duration_rule& rule) {
 
 }  // namespace
 
+// YAML text is UTF-8 (YAML 1.2 §5.2), but yaml-cpp passes invalid bytes
+// through; render() would then write U+FFFD instead, a different value.
+bool is_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;
+        unsigned min = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            min = 0x10000;
+        } else {
+            return false;
+        }
+        if (i + n >= s.size()) {
+            return false;
+        }
+        unsigned cp = c & (0x3fu >> n);
+        for (std::size_t k = 1; k <= n; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
 void diagnostics::error(const where& at, std::string message) {
     errors_.push_back({at.file, at.key, at.line, std::move(message)});
 }
@@ -136,6 +179,10 @@ std::optional<std::string> read_string(const node_ref& n, diagnostics& diags) {
         diags.error(n.at(), "expected a string, got " + kind_of(n.node));
         return std::nullopt;
     }
+    if (!is_utf8(n.node.Scalar())) {
+        diags.error(n.at(), "not valid UTF-8; expected UTF-8 text");
+        return std::nullopt;
+    }
     return std::string(trim(n.node.Scalar()));
 }
 
@@ -191,6 +238,10 @@ std::optional<std::vector<list_item>> read_list(const node_ref& n, diagnostics& 
     if (n.node.IsNull()) {
         return std::vector<list_item>{};
     }
+    if (n.node.IsScalar() && !is_utf8(n.node.Scalar())) {
+        diags.error(n.at(), "not valid UTF-8; expected UTF-8 text");
+        return std::nullopt;
+    }
     if (n.node.IsScalar()) {
         return split_list(n.node.Scalar(), n.at());
     }
@@ -204,6 +255,11 @@ std::optional<std::vector<list_item>> read_list(const node_ref& n, diagnostics& 
         const auto e = n.element(i, n.node[i]);
         if (!e.node.IsScalar()) {
             diags.error(e.at(), "expected a string, got " + kind_of(e.node));
+            ok = false;
+            continue;
+        }
+        if (!is_utf8(e.node.Scalar())) {
+            diags.error(e.at(), "not valid UTF-8; expected UTF-8 text");
             ok = false;
             continue;
         }

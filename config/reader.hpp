@@ -73,6 +73,9 @@ std::optional<YAML::Node> parse_yaml(std::string_view text, const yaml_doc& doc,
 std::map<std::string, node_ref> members(const node_ref& map, std::span<const std::string_view> known,
                                         diagnostics& diags);
 
+/// Valid UTF-8 (no overlongs, surrogates or bytes past U+10FFFF).
+bool is_utf8(std::string_view s);
+
 /// Typed reads. Each reports a wrong type or value and returns nullopt.
 std::optional<std::string> read_string(const node_ref& n, diagnostics& diags);  // null -> ""
 std::optional<bool> read_bool(const node_ref& n, diagnostics& diags);
