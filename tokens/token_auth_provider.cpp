@@ -171,8 +171,11 @@ std::pair<std::string, std::vector<std::string>> token_auth_provider::scopes_for
 
 net::awaitable<auth_result<authorization>> token_auth_provider::bearer_for(const auth_request& req) {
     auto [key, scopes] = scopes_for(req);
-    auto fetch = [basic = basic_, fetch = fetch_, req, realm = bearer_->realm, service = bearer_->service, scopes,
-                  name = opts_.name]() { return fetch_token(basic, fetch, req, realm, service, scopes, name); };
+    // scopes by init-capture: clang before 16 cannot capture a structured binding.
+    auto fetch = [basic = basic_, fetch = fetch_, req, realm = bearer_->realm, service = bearer_->service,
+                  scope_list = scopes, name = opts_.name]() {
+        return fetch_token(basic, fetch, req, realm, service, scope_list, name);
+    };
     // Awaitables built before co_await: GCC 12 destroys non-trivial temporaries
     // of a co_await full-expression twice.
     auto lookup = cache_->get(std::move(key), std::move(fetch));
