@@ -1,5 +1,7 @@
 #include "proxy/request_head.hpp"
 
+#include <iterator>
+
 namespace acp::proxy {
 namespace {
 
@@ -42,6 +44,9 @@ errc from_read_error(const error_code& ec) noexcept {
 
 head_verdict check_request_head(const request_parser& parser) {
     const auto& req = parser.get();
+    if (static_cast<std::size_t>(std::distance(req.begin(), req.end())) > max_request_header_fields) {
+        return reject(errc::header_too_large, "more than 100 header fields", true);
+    }
     if (ambiguous_framing(req)) {
         return reject(errc::request_smuggling);
     }

@@ -26,6 +26,9 @@ namespace acp::proxy {
 
 /// Request header block limit (431 above it).
 inline constexpr std::uint32_t max_request_header_bytes = 16 * 1024;
+/// Header fields per request (431 above it): containerd sends fewer than ten;
+/// the byte limit alone would let 16 KiB of tiny fields through to the upstream.
+inline constexpr std::size_t max_request_header_fields = 100;
 
 /// The downstream parser: heads only, a body is never read.
 using request_parser = http::request_parser<http::empty_body>;
@@ -45,7 +48,7 @@ struct head_verdict {
     std::optional<routing::distribution_path> path;  // set exactly when reject is nullopt
 };
 
-/// Framing, method, body and request target checks, in the session's order.
+/// Field count, framing, method, body and request target checks, in the session's order.
 [[nodiscard]] head_verdict check_request_head(const request_parser& parser);
 
 /// Where parse_request_head() stopped.

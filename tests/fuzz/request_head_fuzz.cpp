@@ -3,7 +3,7 @@
 // body and request-target checks: proxy/request_head.hpp), followed by the
 // route lookup of a fixed table. Nothing crashes; whatever would be forwarded
 // is a GET or HEAD without a body or ambiguous framing, with a head within the
-// limit, a clean upstream target and an `ns` that is a configured host; every
+// byte and field limits, a clean upstream target and an `ns` that is a configured host; every
 // refusal maps to a local 4xx reply.
 #include "config/loader.hpp"
 #include "proxy/request_head.hpp"
@@ -11,6 +11,7 @@
 #include "tests/fuzz/fuzz_support.hpp"
 
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -101,6 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto& req = parser.get();
     require(req.method() == http::verb::get || req.method() == http::verb::head);
     require(!announces_body(req));
+    require(static_cast<std::size_t>(std::distance(req.begin(), req.end())) <= proxy::max_request_header_fields);
 
     const auto target = v.path->upstream_target();
     require(!target.empty() && target.front() == '/' && !acp::fuzz::has_control(target) &&
