@@ -1,12 +1,13 @@
 #include "tokens/token_cache.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <random>
 
@@ -22,7 +23,7 @@ struct token_cache::entry {
     time_point failure_until{};
     unsigned consecutive_failures = 0;
     bool fetching = false;
-    std::uint64_t generation = 0;  // bumped when a fetch completes
+    std::uint64_t generation = 0;              // bumped when a fetch completes
     std::shared_ptr<asio::steady_timer> wake;  // waiters sleep on it; cancelled when a fetch completes
     std::shared_ptr<asio::cancellation_signal> cancel;
 };
@@ -44,7 +45,8 @@ std::chrono::milliseconds backoff_for(unsigned failures, const token_cache::opti
         d *= 2;
     }
     d = std::min(d, o.backoff_max);
-    return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * (0.5 + 0.5 * jitter01)));
+    return std::chrono::milliseconds(
+        static_cast<std::int64_t>(static_cast<double>(d.count()) * (0.5 + 0.5 * jitter01)));
 }
 
 // Records a fetch's outcome on its entry and wakes the waiters. Runs on the cache's executor.
@@ -109,14 +111,19 @@ token_cache::token_cache() : token_cache(options{}) {}
 token_cache::token_cache(options opts, clock_fn clock, random_fn random)
     : opts_(opts),
       clock_(clock ? std::move(clock) : clock_fn([] { return std::chrono::steady_clock::now(); })),
-      random_(random ? std::move(random) : random_fn([gen = std::make_shared<std::minstd_rand>(std::random_device{}())] {
-                  return std::uniform_real_distribution<double>(0.0, 1.0)(*gen);
-              })),
+      random_(random ? std::move(random)
+                     : random_fn([gen = std::make_shared<std::minstd_rand>(std::random_device{}())] {
+                           return std::uniform_real_distribution<double>(0.0, 1.0)(*gen);
+                       })),
       stats_(std::make_shared<stats>()) {}
 
-token_cache::~token_cache() { shutdown(); }
+token_cache::~token_cache() {
+    shutdown();
+}
 
-token_cache::time_point token_cache::now() const { return clock_(); }
+token_cache::time_point token_cache::now() const {
+    return clock_();
+}
 
 void token_cache::start_fetch(const asio::any_io_executor& ex, const std::shared_ptr<entry>& e, fetch_fn fetch) {
     e->fetching = true;
@@ -128,18 +135,27 @@ void token_cache::start_fetch(const asio::any_io_executor& ex, const std::shared
                    asio::bind_cancellation_slot(e->cancel->slot(), asio::detached));
 }
 
-void token_cache::evict_if_full() {
-    if (entries_.size() < opts_.max_entries) {
+void token_cache::make_room() {
+    const std::size_t n = entries_.size();
+    if (n < sweep_at_ && n < opts_.max_entries) {
         return;
     }
+    // Amortised O(1) per insert: a sweep runs when the map has doubled since
+    // the last one left it.
     const auto t = now();
     std::erase_if(entries_, [&](const auto& kv) {
         const auto& e = *kv.second;
-        return !e.fetching && (!e.token || t >= e.expires_at);
+        const bool live_token = e.token && t < e.expires_at;
+        const bool backing_off = e.failure && t < e.failure_until;
+        return !e.fetching && !live_token && !backing_off;
     });
-    for (auto it = entries_.begin(); entries_.size() >= opts_.max_entries && it != entries_.end();) {
-        it = it->second->fetching ? std::next(it) : entries_.erase(it);
+    if (entries_.size() >= opts_.max_entries) {
+        // Still full of live entries: drop any not fetching (they are fetched again when asked for).
+        for (auto it = entries_.begin(); entries_.size() >= opts_.max_entries && it != entries_.end();) {
+            it = it->second->fetching ? std::next(it) : entries_.erase(it);
+        }
     }
+    sweep_at_ = std::max(min_sweep_at, 2 * entries_.size());
 }
 
 asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) {
@@ -150,7 +166,7 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
         }
         auto it = entries_.find(key);
         if (it == entries_.end()) {
-            evict_if_full();
+            make_room();
             it = entries_.emplace(key, std::make_shared<entry>()).first;
         }
         const auto e = it->second;  // keeps the entry alive even if evicted while we wait
@@ -170,8 +186,8 @@ asio::awaitable<token_result> token_cache::get(std::string key, fetch_fn fetch) 
             const auto kind = e->failure->what == token_failure::kind::realm_rejected_credentials
                                   ? e->failure->what
                                   : token_failure::kind::backing_off;
-            co_return token_failure{kind, e->failure->detail + "; backing off, next attempt in " +
-                                              std::to_string(wait_s) + " ms"};
+            co_return token_failure{
+                kind, e->failure->detail + "; backing off, next attempt in " + std::to_string(wait_s) + " ms"};
         }
         ++stats_->misses;
         const auto generation = e->generation;

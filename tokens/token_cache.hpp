@@ -29,15 +29,15 @@ namespace acp::tokens {
 /// Why a registry token could not be had; the proxy maps `kind` to a status.
 struct token_failure {
     enum class kind {
-        credentials_unavailable,   // no Basic credentials for the registry yet (503)
-        realm_refused,             // realm not allowed to receive credentials (502)
-        realm_unreachable,         // connect/TLS/DNS failure to the realm (502)
-        realm_timeout,             // realm too slow (504)
+        credentials_unavailable,     // no Basic credentials for the registry yet (503)
+        realm_refused,               // realm not allowed to receive credentials (502)
+        realm_unreachable,           // connect/TLS/DNS failure to the realm (502)
+        realm_timeout,               // realm too slow (504)
         realm_rejected_credentials,  // realm answered 401/403 to our Basic credentials (403)
-        realm_bad_response,        // non-2xx or unparsable answer (502)
-        shutting_down,             // the cache is stopping (503)
-        cancelled,                 // this waiter was cancelled (its client went away)
-        backing_off,               // recent fetches failed; no new one until the backoff ends (503)
+        realm_bad_response,          // non-2xx or unparsable answer (502)
+        shutting_down,               // the cache is stopping (503)
+        cancelled,                   // this waiter was cancelled (its client went away)
+        backing_off,                 // recent fetches failed; no new one until the backoff ends (503)
     };
     kind what = kind::realm_bad_response;
     std::string detail;  // names the realm/registry; never a secret
@@ -67,6 +67,10 @@ public:
         /// the last failure) instead of hammering a broken realm. A success resets it.
         std::chrono::milliseconds negative_ttl{1000};
         std::chrono::milliseconds backoff_max{60000};
+        /// Hard cap. Well below it, entries nobody can use any more (token
+        /// expired, no backoff to remember, no fetch in flight) are swept
+        /// whenever the map has doubled since the last sweep, so memory
+        /// follows the live scopes, not every scope ever asked for.
         std::size_t max_entries = 4096;
     };
 
@@ -88,11 +92,15 @@ public:
 
     struct stats {
         std::uint64_t hits = 0, misses = 0, fetches = 0, fetch_failures = 0, background_refreshes = 0;
-        std::uint64_t waiters = 0;           // requests that waited for a fetch in flight
-        std::uint64_t fast_failures = 0;     // requests answered from a backoff
-        double fetch_seconds_sum = 0;        // realm latency, summed over fetches
+        std::uint64_t waiters = 0;        // requests that waited for a fetch in flight
+        std::uint64_t fast_failures = 0;  // requests answered from a backoff
+        double fetch_seconds_sum = 0;     // realm latency, summed over fetches
     };
     [[nodiscard]] stats counters() const { return *stats_; }
+
+    /// Entries held (live tokens, backoffs, fetches in flight, and dead ones
+    /// not swept yet).
+    [[nodiscard]] std::size_t size() const { return entries_.size(); }
 
     struct entry;  // opaque; defined in token_cache.cpp
 
@@ -101,12 +109,14 @@ private:
 
     [[nodiscard]] time_point now() const;
     void start_fetch(const boost::asio::any_io_executor& ex, const std::shared_ptr<entry>& e, fetch_fn fetch);
-    void evict_if_full();
+    void make_room();
 
     options opts_;
     clock_fn clock_;
     random_fn random_;
     std::map<std::string, std::shared_ptr<entry>> entries_;
+    std::size_t sweep_at_ = min_sweep_at;
+    static constexpr std::size_t min_sweep_at = 64;
     bool stopped_ = false;
     std::shared_ptr<stats> stats_;
 };

@@ -20,7 +20,9 @@ namespace {
 struct fake_clock {
     std::chrono::steady_clock::time_point t = std::chrono::steady_clock::time_point{} + 1h;
     token_cache::clock_fn fn() {
-        return [this] { return t; };
+        return [this] {
+            return t;
+        };
     }
 };
 
@@ -68,7 +70,8 @@ TEST_CASE("cold scope: 500 concurrent gets make one token fetch", "[tokens][cach
     counting_fetcher f;
     std::vector<std::string> got;
     for (int i = 0; i < 500; ++i) {
-        spawn(io, [&]() -> asio::awaitable<void> { got.push_back(value_of(co_await cache.get("reg/a:pull", f.fn(io)))); });
+        spawn(io,
+              [&]() -> asio::awaitable<void> { got.push_back(value_of(co_await cache.get("reg/a:pull", f.fn(io)))); });
     }
     io.run();
     CHECK(f.calls == 1);
@@ -111,9 +114,9 @@ TEST_CASE("expired tokens are fetched again; near expiry refreshes in the backgr
         return v;
     };
     CHECK(get(0s) == "token-1");
-    CHECK(get(50s) == "token-1");   // fresh: no fetch
+    CHECK(get(50s) == "token-1");  // fresh: no fetch
     CHECK(f.calls == 1);
-    CHECK(get(30s) == "token-1");   // at 80 s: served, and a refresh ran in the background
+    CHECK(get(30s) == "token-1");  // at 80 s: served, and a refresh ran in the background
     CHECK(f.calls == 2);
     CHECK(cache.counters().background_refreshes == 1);
     CHECK(get(1s) == "token-2");
@@ -257,7 +260,7 @@ TEST_CASE("a failing realm backs off exponentially; requests meanwhile fail fast
     CHECK(f.calls == 1);
     // Backoffs: ~1 s, ~2 s, ~4 s, then capped at 4 s.
     for (const auto& [advance, calls] : {std::pair{1100ms, 2}, std::pair{1100ms, 2}, std::pair{1000ms, 3},
-                                        std::pair{3000ms, 3}, std::pair{1100ms, 4}, std::pair{4100ms, 5}}) {
+                                         std::pair{3000ms, 3}, std::pair{1100ms, 4}, std::pair{4100ms, 5}}) {
         clock.t += advance;
         (void)get();
         CHECK(f.calls == calls);
@@ -267,4 +270,39 @@ TEST_CASE("a failing realm backs off exponentially; requests meanwhile fail fast
     clock.t += 4100ms;
     CHECK(value_of(get()) == "token-6");
     CHECK(cache.counters().fast_failures == 3);
+}
+
+TEST_CASE("memory follows the live scopes: dead entries are swept, a backoff is kept", "[tokens][cache]") {
+    asio::io_context io;
+    fake_clock clock;
+    token_cache cache(token_cache::options{}, clock.fn(), [] { return 0.999; });
+    counting_fetcher ok;
+    ok.latency = 0ms;
+    ok.lifetime = 10s;  // usable 5 s
+    counting_fetcher failing;
+    failing.latency = 0ms;
+    failing.fail = token_failure{token_failure::kind::realm_bad_response, "realm auth.example answered 500"};
+    auto get = [&](const std::string& key, counting_fetcher& f) {
+        std::optional<token_result> r;
+        spawn(io, [&]() -> asio::awaitable<void> { r = co_await cache.get(key, f.fn(io)); });
+        io.restart();
+        io.run();
+        return *r;
+    };
+    CHECK(std::holds_alternative<token_failure>(get("reg/failing:pull", failing)));
+    std::size_t most = 0;
+    // A stream of cold scopes, each asked for once, each token dead 20 s later.
+    for (int i = 0; i < 2000; ++i) {
+        CHECK(value_of(get("reg/cold-" + std::to_string(i) + ":pull", ok)).starts_with("token-"));
+        most = std::max(most, cache.size());
+        if (i == 30) {
+            // Within the failing key's backoff: a sweep (at 64 entries) must not forget it.
+            CHECK(std::get<token_failure>(get("reg/failing:pull", failing)).what == token_failure::kind::backing_off);
+        }
+        clock.t += i < 100 ? 0s : 20s;
+    }
+    CHECK(failing.calls == 1);
+    CHECK(ok.calls == 2000);
+    CHECK(most <= 2 * 101 + 2);  // the first 100 live together; after that about one at a time
+    CHECK(cache.size() <= 130);
 }
