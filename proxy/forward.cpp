@@ -175,8 +175,10 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
         while (ok && !parser->is_done()) {
             res.body().data = buf.get();
             res.body().size = relay_buffer_size;
+            // read_some: upstreamIdle bounds the silence between body bytes, and a
+            // trickling upstream's bytes go out as they come (not per full buffer).
             conn->expires_after(t.upstream_idle);
-            auto [rec, rn] = co_await conn->read(*parser);
+            auto [rec, rn] = co_await conn->read_some(*parser);
             if (rec && rec != http::error::need_buffer) {
                 a.rc.error = "upstream body: " + rec.message();
                 ok = false;

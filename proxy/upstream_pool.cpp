@@ -59,6 +59,11 @@ net::awaitable<upstream_connection::io_result> upstream_connection::read(http::r
     return std::visit([&](auto& s) { return http::async_read(s, buffer_, p, use_nothrow); }, stream_);
 }
 
+net::awaitable<upstream_connection::io_result> upstream_connection::read_some(
+    http::response_parser<http::buffer_body>& p) {
+    return std::visit([&](auto& s) { return http::async_read_some(s, buffer_, p, use_nothrow); }, stream_);
+}
+
 void upstream_connection::expires_after(config::duration d) {
     tcp().expires_after(d);
 }

@@ -42,6 +42,9 @@ public:
     net::awaitable<io_result> write(http::request<http::empty_body>& req);
     net::awaitable<io_result> read_header(http::response_parser<http::buffer_body>& p);
     net::awaitable<io_result> read(http::response_parser<http::buffer_body>& p);
+    /// Parses what one socket read brings (or what is already buffered): body
+    /// bytes reach the caller as they arrive, not once the body buffer is full.
+    net::awaitable<io_result> read_some(http::response_parser<http::buffer_body>& p);
 
     void expires_after(config::duration d);
     void expires_never();
