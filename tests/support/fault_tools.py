@@ -121,6 +121,7 @@ class RawUpstream:
         self.name = name
         self.lock = threading.Lock()
         self.conns = []
+        self.all_conns = []  # never cleared (bounded by the test's own traffic)
         self.heads = []  # (connection index, head bytes) in arrival order
         self.accepted = 0
         self._ctx = None
@@ -159,6 +160,15 @@ class RawUpstream:
         with self.lock:
             return list(self.conns)
 
+    def conn_for(self, needle):
+        """The latest connection (since start, clear() or not: a pooled one may
+        predate it) whose request heads contain `needle` (bytes), or None."""
+        with self.lock:
+            for conn in reversed(self.all_conns):
+                if any(needle in h for h in conn.heads):
+                    return conn
+        return None
+
     def _accept_loop(self):
         while not self._stopped:
             try:
@@ -185,6 +195,7 @@ class RawUpstream:
         conn = RawConn(self, sock, index)
         with self.lock:
             self.conns.append(conn)
+            self.all_conns.append(conn)
         try:
             script(conn)
         except Exception as e:  # noqa: BLE001 - a script error must not kill the server
