@@ -28,7 +28,9 @@ builds). Every fault and what was observed is printed at the end.
 Usage: faults_test.py --proxy build/proxy/acr-credential-proxy
 """
 
+import base64
 import hashlib
+import json
 import os
 import random
 import re
@@ -39,8 +41,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+import fake_upstream  # noqa: E402
 import fault_tools  # noqa: E402
 import harness  # noqa: E402
+from acr_like import FakeAlibaba  # noqa: E402
 import proxy as proxy_mod  # noqa: E402
 from fault_tools import http_head  # noqa: E402
 
@@ -478,6 +482,178 @@ class Load(Base):
         good = sum(1 for r in results if r == (200, BLOB_DIGEST, len(BLOB)))
         c.eq(good, 64, f"pulls with every byte right (others: {[r for r in results if r != (200, BLOB_DIGEST, len(BLOB))][:3]})")
         observe("64 concurrent pulls of one 2 MiB blob", f"{good}/64 with the right digest in {elapsed:.1f}s")
+        c.done()
+
+
+# ---------------------------------------------------------------------------
+# Control plane: IMDS, STS and the ACR OpenAPI misbehaving (the token realm's
+# down/slow/garbage cases are token_flow_test's T6, the ACR API down for longer
+# than a password's life is acr_credentials_test's T3).
+
+CP_REGION = "cn-hangzhou"
+CP_INSTANCE = "cri-faults0000000"
+CP_LIFE_S = 14  # every credential the scenarios depend on lives this long
+CP_AK_ID = "LTAI" + harness.secrets_token()[:20]
+CP_AK_SECRET = harness.secrets_token()
+CP_MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+
+
+class Scenario:
+    """One fake Alibaba Cloud (its own process), one fake registry that accepts
+    exactly the fake ACR's valid temporary passwords (Basic), one proxy."""
+
+    def __init__(self, name, knobs, env_ak, instance_extra=None):
+        self.name = name
+        self.domain = f"{name}.faults.cr.aliyuncs.com"
+        self.fake = FakeAlibaba(World.tmp.join(f"{name}-alibaba.log"), knobs)
+        self.registry = fake_upstream.FakeServer(self._registry, f"{name}-registry").start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "ALICLOUD_"))}
+        if env_ak:
+            env.update({"ALIBABA_CLOUD_ACCESS_KEY_ID": CP_AK_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": CP_AK_SECRET,
+                        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"})
+        self.proxy = proxy_mod.Proxy(World.binary, World.tmp.join(f"proxy-{name}"), {
+            "expiringThreshold": "10s",
+            "alibaba": {"regionId": CP_REGION, "imdsEndpoint": self.fake.url("imds"),
+                        "stsEndpoint": self.fake.url("sts"), "acrEndpoint": self.fake.url("acr"),
+                        "apiTimeout": "1s", "firstCredentialWait": "2s",
+                        "refreshBackoffInitial": "500ms", "refreshBackoffMax": "2s"},
+            "acrInstances": [dict({"instanceId": CP_INSTANCE, "regionId": CP_REGION, "domains": [self.domain],
+                                   "realmHosts": ["127.0.0.1"]}, **(instance_extra or {}))],
+            "endpointOverrides": {self.domain: f"http://{self.registry.host}"},
+            "log": {"level": "debug", "format": "text"},
+        }, env=env, name=f"proxy-{name}")
+        self.proxy.env = env  # the whole environment: no AccessKey leaks in from ours
+        self.timeline = []
+
+    def _registry(self, req):
+        auth = req.header("Authorization") or ""
+        if auth.startswith("Basic "):
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            answer = self.fake.control("POST", "/check_password", {"username": user, "password": password})
+            if answer.get("valid"):
+                return 200, [("Content-Type", "application/vnd.oci.image.manifest.v1+json")], CP_MANIFEST
+        return 401, [("WWW-Authenticate", 'Basic realm="acr"'), ("Content-Type", "application/json")], \
+            b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+
+    def pull(self):
+        r = self.proxy.request("GET", f"/v2/team/app/manifests/v1?ns={self.domain}")
+        return r.status, r.body
+
+    def ready(self):
+        return self.proxy.admin("/readyz").status
+
+    def note(self, what):
+        self.timeline.append(what)
+
+    def stop(self):
+        self.proxy.stop(check=False)
+        self.registry.stop()
+        self.fake.stop()
+
+
+def _still_valid_then_503_then_recovery(sc, fault, clear, c):
+    """Serves, turns the fault on, expects pulls to keep working while the
+    password is valid, then 503 + /readyz 503, then recovery once cleared."""
+    sc.proxy.start()
+    harness.wait_until(lambda: sc.ready() == 200, 20, f"{sc.name}: /readyz 200")
+    status, _ = sc.pull()
+    c.eq(status, 200, f"{sc.name}: pull before the fault")
+    calls = [r for r in sc.fake.requests() if r.get("action") == "GetAuthorizationToken" and r.get("status") == 200]
+    c.eq(len(calls), 1, f"{sc.name}: passwords obtained before the fault")
+    expires = calls[0]["expire_time"] / 1000.0 if calls else time.time() + CP_LIFE_S
+    sc.fake.configure(fault)
+    t_fault = time.time()
+    early, first_503 = [], None
+    while time.time() < expires + 8:
+        status, body = sc.pull()
+        now = time.time()
+        if status == 503:
+            first_503 = (now, body)
+            break
+        if status != 200:
+            early.append((round(now - t_fault, 1), status))
+        time.sleep(0.25)  # request pacing
+    c.eq(early, [], f"{sc.name}: failures while the password was still valid")
+    c.check(first_503 is not None, f"{sc.name}: 503 once the password expired")
+    if first_503:
+        c.check(first_503[0] >= expires - 1.0, f"{sc.name}: 503 only after expiry ({first_503[0] - expires:+.1f}s)")
+        c.check(CP_INSTANCE.encode() in first_503[1] or sc.domain.encode() in first_503[1],
+                f"{sc.name}: the 503 names the instance or registry: {first_503[1][:200]!r}")
+    ready = sc.ready()
+    c.eq(ready, 503, f"{sc.name}: /readyz after expiry")
+    sc.note(f"served {(expires - t_fault):.1f}s on the valid password, first 503 "
+            f"{(first_503[0] - expires) if first_503 else float('nan'):+.1f}s after its expiry, /readyz {ready}")
+    sc.fake.configure(clear)
+    t_clear = time.time()
+    try:
+        harness.wait_until(lambda: sc.ready() == 200 and sc.pull()[0] == 200, 10, f"{sc.name}: recovery")
+        sc.note(f"recovered {time.time() - t_clear:.1f}s after the fault cleared, same process")
+    except TimeoutError as e:
+        c.check(False, str(e))
+    c.check(sc.proxy.child.alive(), f"{sc.name}: no restart")
+
+
+def _cold_start_fault_then_recovery(sc, fault, clear, c):
+    """The fault from the start: no password, 503 + /readyz 503, recovery once cleared."""
+    sc.fake.configure(fault)
+    sc.proxy.start()
+    t0 = time.time()
+    status, body = sc.pull()
+    c.eq(status, 503, f"{sc.name}: pull without a password")
+    c.check(CP_INSTANCE.encode() in body or sc.domain.encode() in body,
+            f"{sc.name}: the 503 names the instance or registry: {body[:200]!r}")
+    ready = sc.ready()
+    c.eq(ready, 503, f"{sc.name}: /readyz")
+    sc.note(f"pull {status} after {time.time() - t0:.1f}s (firstCredentialWait 2s), /readyz {ready}")
+    sc.fake.configure(clear)
+    t_clear = time.time()
+    try:
+        harness.wait_until(lambda: sc.ready() == 200 and sc.pull()[0] == 200, 10, f"{sc.name}: recovery")
+        sc.note(f"recovered {time.time() - t_clear:.1f}s after the fault cleared, same process")
+    except TimeoutError as e:
+        c.check(False, str(e))
+
+
+class ControlPlane(harness.TestCaseBase):
+    def test_imds_garbage_acr_garbage_sts_slow_imds_down(self):
+        base_knobs = {"region": CP_REGION, "static_keys": {CP_AK_ID: CP_AK_SECRET},
+                      "acr": {"password_lifetime_s": 3600, "instances": {CP_INSTANCE: {"endpoints": []}}}}
+        imds_short = dict(base_knobs, imds={"role": "acr-node-role", "cred_lifetime_s": CP_LIFE_S, "rotate_before_s": 0})
+        acr_short = dict(base_knobs, imds={"role": None},
+                         acr={"password_lifetime_s": CP_LIFE_S, "instances": {CP_INSTANCE: {"endpoints": []}}})
+        scenarios = [
+            (Scenario("imds-garbage", imds_short, env_ak=False), _still_valid_then_503_then_recovery,
+             {"garbage": {"imds": True}}, {"garbage": {"imds": False}},
+             "IMDS answers 200 with an HTML page (ECS RAM role credentials live 14 s)"),
+            (Scenario("imds-down", imds_short, env_ak=False), _still_valid_then_503_then_recovery,
+             {"down": {"imds": True}}, {"down": {"imds": False}},
+             "IMDS answers 503 (ECS RAM role credentials live 14 s)"),
+            (Scenario("acr-garbage", acr_short, env_ak=True), _still_valid_then_503_then_recovery,
+             {"garbage": {"acr": True}}, {"garbage": {"acr": False}},
+             "ACR OpenAPI answers 200 with an HTML page (passwords live 14 s)"),
+            (Scenario("sts-slow", dict(base_knobs, imds={"role": None}), env_ak=True,
+                      instance_extra={"assumeRoleARN": "acs:ram::1234567890123456:role/acr-puller"}),
+             _cold_start_fault_then_recovery, {"delay_ms": {"sts": 3000}}, {"delay_ms": {"sts": 0}},
+             "STS AssumeRole answers after 3 s (apiTimeout 1 s) from the start"),
+        ]
+        checks = {}
+        threads = []
+        for sc, fn, fault, clear, _ in scenarios:
+            checks[sc.name] = harness.Checks(self)
+            threads.append(threading.Thread(target=fn, args=(sc, fault, clear, checks[sc.name])))
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        finally:
+            for sc, *_ in scenarios:
+                sc.stop()
+        c = harness.Checks(self)
+        for sc, _, _, _, what in scenarios:
+            c.problems += checks[sc.name].problems
+            c.count += checks[sc.name].count
+            observe(what, "; ".join(sc.timeline) or "no result")
         c.done()
 
 

@@ -73,6 +73,7 @@ DEFAULT_KNOBS = {
     },
     "down": {"imds": False, "sts": False, "acr": False},      # 503 ServiceUnavailable
     "delay_ms": {"imds": 0, "sts": 0, "acr": 0},
+    "garbage": {"imds": False, "sts": False, "acr": False},  # 200 with an HTML page (a captive portal's answer)
     "fail": {},                      # action -> [ {"status": N, "body": {...}} ... ] consumed one per call
 }
 
@@ -185,11 +186,17 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def gate(self, record):
-        """Common knobs: delay, down. Returns True when the request was answered."""
+        """Common knobs: delay, garbage, down. Returns True when the request was answered."""
         k = STATE.knobs
         delay = k["delay_ms"].get(self.service, 0)
         if delay:
             time.sleep(delay / 1000)
+        if k["garbage"].get(self.service):
+            record["status"] = 200
+            record["garbage"] = True
+            STATE.record(record)
+            self.send(200, "<html><body>Gateway login required</body></html>", "text/html")
+            return True
         if k["down"].get(self.service):
             record["status"] = 503
             STATE.record(record)
