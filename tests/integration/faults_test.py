@@ -30,7 +30,6 @@ Usage: faults_test.py --proxy build/proxy/acr-credential-proxy
 
 import base64
 import hashlib
-import json
 import os
 import random
 import re
@@ -299,7 +298,7 @@ class BrokenTransfers(Base):
 class Timeouts(Base):
     def test_slow_headers_are_504_at_the_configured_timeout(self):
         c = harness.Checks(self)
-        r = fetch_raw(f"/v2/slow-headers/x/manifests/v1?ns=up.test")
+        r = fetch_raw("/v2/slow-headers/x/manifests/v1?ns=up.test")
         c.eq(r["status"], 504, "status")
         c.check(UPSTREAM_HEADERS_S - 0.2 <= r["elapsed"] <= UPSTREAM_HEADERS_S + 1.5,
                 f"answered after {r['elapsed']:.2f}s (upstreamHeaders {UPSTREAM_HEADERS_S}s)")

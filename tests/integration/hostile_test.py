@@ -126,7 +126,7 @@ def _tls_script(conn):
             "realm-http": f"http://127.0.0.1:{realm_port}/auth",
             "realm-evil": "https://evil.example/auth",
             "realm-metadata": f"https://{METADATA}/auth",
-            "realm-userinfo": f"https://127.0.0.1@evil.example/auth",
+            "realm-userinfo": "https://127.0.0.1@evil.example/auth",
         }.get(path.split("/")[2] if path.count("/") >= 3 else "", "https://evil.example/auth")
         challenge = f'Bearer realm="{realm}",service="tls.test",scope="repository:x:pull"'
         if not conn.send(http_head(401, [("WWW-Authenticate", challenge), ("Content-Length", 0)])):
@@ -277,7 +277,7 @@ class Smuggling(Base):
             ("HTTP/0.9 request", f"GET {g}\r\n\r\n"),
             ("unknown version", f"GET {g} HTTP/3.7\r\nHost: x\r\n\r\n"),
             ("Upgrade: h2c", f"GET {g} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-                             f"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 4\r\n\r\nabcd"),
+                             "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 4\r\n\r\nabcd"),
         ]
 
     def test_ambiguous_or_malformed_requests_are_refused_and_closed(self):
@@ -470,21 +470,21 @@ class Names(Base):
         ns = "?ns=good.host"
         digest = "sha256:" + "a" * 64
         cases = [
-            ("..", f"/v2/../manifests/v1"),
-            ("a/../b", f"/v2/team/../app/manifests/v1"),
-            ("../ at the end", f"/v2/team/app/../manifests/v1"),
-            ("%2e%2e", f"/v2/%2e%2e/manifests/v1"),
-            ("a/%2e%2e/b", f"/v2/team/%2e%2e/app/manifests/v1"),
-            ("%2E%2E upper", f"/v2/team/%2E%2E/app/manifests/v1"),
-            ("%2f in name", f"/v2/team%2fapp/manifests/v1"),
-            ("%2F..%2F", f"/v2/team%2F..%2Fapp/manifests/v1"),
-            ("%252e%252e (double)", f"/v2/team/%252e%252e/app/manifests/v1"),
-            ("./", f"/v2/./team/manifests/v1"),
-            ("//", f"/v2/team//app/manifests/v1"),
-            ("backslash", f"/v2/team\\..\\app/manifests/v1"),
-            ("%5c", f"/v2/team%5c..%5capp/manifests/v1"),
-            ("upper-case name", f"/v2/Team/App/manifests/v1"),
-            ("%00 in name", f"/v2/team%00/app/manifests/v1"),
+            ("..", "/v2/../manifests/v1"),
+            ("a/../b", "/v2/team/../app/manifests/v1"),
+            ("../ at the end", "/v2/team/app/../manifests/v1"),
+            ("%2e%2e", "/v2/%2e%2e/manifests/v1"),
+            ("a/%2e%2e/b", "/v2/team/%2e%2e/app/manifests/v1"),
+            ("%2E%2E upper", "/v2/team/%2E%2E/app/manifests/v1"),
+            ("%2f in name", "/v2/team%2fapp/manifests/v1"),
+            ("%2F..%2F", "/v2/team%2F..%2Fapp/manifests/v1"),
+            ("%252e%252e (double)", "/v2/team/%252e%252e/app/manifests/v1"),
+            ("./", "/v2/./team/manifests/v1"),
+            ("//", "/v2/team//app/manifests/v1"),
+            ("backslash", "/v2/team\\..\\app/manifests/v1"),
+            ("%5c", "/v2/team%5c..%5capp/manifests/v1"),
+            ("upper-case name", "/v2/Team/App/manifests/v1"),
+            ("%00 in name", "/v2/team%00/app/manifests/v1"),
             ("%00 in tag", f"/v2/{REPO}/manifests/v1%00"),
             ("tag ..", f"/v2/{REPO}/manifests/.."),
             ("tag %2e%2e", f"/v2/{REPO}/manifests/%2e%2e"),
