@@ -545,9 +545,13 @@ class Scenario:
         self.timeline.append(what)
 
     def stop(self):
-        self.proxy.stop(check=False)
+        """Stops everything; returns a problem string when the proxy did not exit 0 after SIGTERM."""
+        status = self.proxy.stop(check=False) if self.proxy.child else 0
         self.registry.stop()
         self.fake.stop()
+        if status != 0:
+            return f"{self.name}: proxy exited with {status}; log tail:\n{self.proxy.child.log_tail(15)}"
+        return None
 
 
 def _still_valid_then_503_then_recovery(sc, fault, clear, c):
@@ -646,9 +650,10 @@ class ControlPlane(harness.TestCaseBase):
             for t in threads:
                 t.join(120)
         finally:
-            for sc, *_ in scenarios:
-                sc.stop()
+            stops = [sc.stop() for sc, *_ in scenarios]
         c = harness.Checks(self)
+        for problem in stops:
+            c.check(problem is None, problem)
         for sc, _, _, _, what in scenarios:
             c.problems += checks[sc.name].problems
             c.count += checks[sc.name].count
