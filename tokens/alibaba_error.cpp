@@ -129,7 +129,7 @@ std::string scrub(std::string_view text, const std::vector<std::string_view>& se
         }
     }
     for (char& c : out) {
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7f) {
             c = ' ';
         }
     }

@@ -193,6 +193,12 @@ std::optional<time_point> parse_iso8601_utc(std::string_view s) {
     }
     const std::int64_t days = days_from_civil(year, mon, day);
     const std::int64_t secs = days * 86400 + std::int64_t{hh} * 3600 + std::int64_t{mm} * 60 + std::int64_t{ss};
+    // Past what the clock holds (nanoseconds: 1677-2262) the conversion would overflow.
+    constexpr auto max_secs = std::chrono::duration_cast<std::chrono::seconds>(wall_clock::duration::max()).count();
+    constexpr auto min_secs = std::chrono::duration_cast<std::chrono::seconds>(wall_clock::duration::min()).count();
+    if (secs >= max_secs || secs <= min_secs) {
+        return std::nullopt;
+    }
     return time_point(std::chrono::duration_cast<wall_clock::duration>(std::chrono::seconds(secs)));
 }
 
