@@ -1,7 +1,8 @@
 // libFuzzer target: ECS instance metadata answers (the RAM role listing and
 // the role's credentials JSON). The role name goes into the next request's
 // URL path, so an accepted one is a plain RAM role name; credentials are
-// accepted whole or not at all; errors are bounded single lines.
+// accepted whole or not at all; errors are bounded single lines (no signing
+// secret to look for: IMDS calls are not signed).
 #include "tests/fuzz/api_error_checks.hpp"
 #include "tokens/imds_client.hpp"
 
@@ -39,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (role) {
         require(is_ram_role_name(role.value()));
     } else {
-        acp::fuzz::check_api_error(role.error());
+        acp::fuzz::check_api_error(role.error(), {});
     }
 
     const auto cred = acp::tokens::parse_imds_credentials(body, endpoint);
@@ -49,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         require(c.expiration.has_value());
     } else {
         require(!cred.error().code.empty() && cred.error().endpoint == endpoint);
-        acp::fuzz::check_api_error(cred.error());
+        acp::fuzz::check_api_error(cred.error(), {});
     }
     return 0;
 }

@@ -57,7 +57,8 @@ bool announces_body(const http::request<http::empty_body>& req) {
         return true;
     }
     for (const auto& f : req) {
-        if (f.name() == http::field::content_length && f.value() != "0") {
+        // Any digit but 0 ("00" is a valid zero).
+        if (f.name() == http::field::content_length && f.value().find_first_not_of('0') != std::string_view::npos) {
             return true;
         }
     }
