@@ -1,6 +1,7 @@
 // Runs a libFuzzer target without libFuzzer (any compiler, so in both of
 // scripts/test's trees, ASan+UBSan included): every seed in the corpus
-// directory given as argv[1] (or just the one file given), then a fixed number of deterministic random
+// directory given as argv[1] (or just the one file given), then a fixed number
+// (argv[2], default 20,000) of deterministic random
 // mutations of them (byte inserts from a parser-minded alphabet, deletions,
 // splices of other seeds). Exit 0 when no input aborted; when one does, the
 // input is printed (C-escaped) to stderr first. `scripts/fuzz` runs the real
@@ -10,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -54,8 +56,8 @@ void run(const std::string& input) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s CORPUS_DIR|INPUT_FILE\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        std::fprintf(stderr, "usage: %s CORPUS_DIR|INPUT_FILE [MUTATIONS (default 20000)]\n", argv[0]);
         return 2;
     }
     std::signal(SIGABRT, on_abort);
@@ -91,7 +93,8 @@ int main(int argc, char** argv) {
         run(s);
         ++runs;
     }
-    for (int i = 0; i < (one_file ? 0 : 20000); ++i) {
+    const long mutations = one_file ? 0 : (argc == 3 ? std::strtol(argv[2], nullptr, 10) : 20000);
+    for (long i = 0; i < mutations; ++i) {
         std::string m = seeds[pick(seeds.size())];
         const std::size_t edits = 1 + pick(4);
         for (std::size_t e = 0; e < edits; ++e) {
