@@ -10,6 +10,7 @@
 // §4.1–4.4 (hosts.toml, config_path, transfer service), §1.4 (endpoints).
 #pragma once
 
+#include "routing/image_ref.hpp"
 #include "tokens/acr_openapi.hpp"
 #include "tokens/alibaba_error.hpp"
 
@@ -85,31 +86,10 @@ inline constexpr std::string_view containerd2_default_config_path = "/etc/contai
 
 // ---- image references ------------------------------------------------------------
 
-/// A parsed image reference, normalised as containerd does: a name without a
-/// registry host is on docker.io, and a docker.io name without a '/' is
-/// under library/ (https://github.com/distribution/reference, reference.go
-/// and normalize.go).
-struct image_reference {
-    std::string host;        // registry host[:port], lower-case ("docker.io" for familiar names)
-    std::string repository;  // e.g. "library/alpine", "team/app"
-    std::string tag;         // "latest" when neither a tag nor a digest is given; may be empty with a digest
-    std::string digest;      // "sha256:…" or empty
-
-    /// What a manifest request names: the digest when there is one, else the tag.
-    [[nodiscard]] const std::string& reference() const { return digest.empty() ? tag : digest; }
-    /// host/repository[:tag][@digest]
-    [[nodiscard]] std::string str() const;
-    bool operator==(const image_reference&) const = default;
-};
-
-struct image_reference_result {
-    std::optional<image_reference> ref;
-    std::string error;  // set when ref is nullopt: what is wrong, in one line
-};
-
-/// host[:port]/path[:tag][@digest] (docker reference grammar; IPv6 hosts in
-/// brackets). Fails on upper-case repository names, bad tags or digests,
-/// empty path components and names over 255 characters.
-[[nodiscard]] image_reference_result parse_image_reference(std::string_view text);
+/// The image reference parser lives in routing/ (the pod-scope index uses it
+/// too); doctor keeps its names.
+using routing::image_reference;
+using routing::image_reference_result;
+using routing::parse_image_reference;
 
 }  // namespace acp::proxy::doctor
