@@ -6,6 +6,24 @@
 #include <algorithm>
 
 namespace acp::routing {
+namespace {
+
+// How a part of the input appears in an error: printable ASCII, at most 100
+// characters (a pod spec's image string may be anything, of any length).
+std::string shown(std::string_view text) {
+    constexpr std::size_t limit = 100;
+    std::string out;
+    for (const char c : text.substr(0, limit)) {
+        const auto u = static_cast<unsigned char>(c);
+        out += (u >= 0x20 && u < 0x7f) ? c : '?';
+    }
+    if (text.size() > limit) {
+        out += "...";
+    }
+    return out;
+}
+
+}  // namespace
 
 std::string image_reference::str() const {
     std::string out = host + "/" + repository;
@@ -20,7 +38,7 @@ std::string image_reference::str() const {
 
 image_reference_result parse_image_reference(std::string_view text) {
     auto bad = [&](const std::string& why) {
-        return image_reference_result{std::nullopt, "'" + std::string(text) + "' is not an image reference: " + why};
+        return image_reference_result{std::nullopt, "'" + shown(text) + "' is not an image reference: " + why};
     };
     if (text.empty()) {
         return bad("it is empty");
@@ -39,7 +57,7 @@ image_reference_result parse_image_reference(std::string_view text) {
         ref.digest = std::string(rest.substr(at + 1));
         rest = rest.substr(0, at);
         if (!is_valid_digest(ref.digest)) {
-            return bad("the digest '" + ref.digest +
+            return bad("the digest '" + shown(ref.digest) +
                        "' is not algorithm:hex (e.g. sha256 and 64 lower-case hex digits)");
         }
     }
@@ -49,7 +67,7 @@ image_reference_result parse_image_reference(std::string_view text) {
         ref.tag = std::string(rest.substr(colon + 1));
         rest = rest.substr(0, colon);
         if (!is_valid_tag(ref.tag)) {
-            return bad("the tag '" + ref.tag + "' is not valid ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})");
+            return bad("the tag '" + shown(ref.tag) + "' is not valid ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})");
         }
     }
     if (rest.empty()) {
@@ -69,7 +87,7 @@ image_reference_result parse_image_reference(std::string_view text) {
         }
     }
     if (!host.empty() && !is_valid_host(host)) {
-        return bad("the registry host '" + std::string(host) + "' is not host[:port]");
+        return bad("the registry host '" + shown(host) + "' is not host[:port]");
     }
     ref.host = host.empty() ? "docker.io" : config::to_lower(host);
     if (ref.host == "index.docker.io") {
@@ -89,7 +107,7 @@ image_reference_result parse_image_reference(std::string_view text) {
         return bad("the name is longer than 255 characters");
     }
     if (!is_valid_name(ref.repository)) {
-        return bad("the repository path '" + std::string(path) +
+        return bad("the repository path '" + shown(path) +
                    "' breaks the grammar (components of [a-z0-9] joined by '.', '_', '__' or '-', separated by '/')");
     }
     if (host.empty() && path.size() == 64 && std::all_of(path.begin(), path.end(), [](char c) {

@@ -39,7 +39,7 @@ struct image_reference_result {
 /// host[:port]/path[:tag][@digest] (docker reference grammar; IPv6 hosts in
 /// brackets). Fails on upper-case repository names, bad tags or digests,
 /// empty path components, 64-hex image IDs and names over 255 characters.
-/// The error quotes `text` (an image name, never a secret).
+/// The error quotes `text` (printable ASCII, at most 100 characters).
 [[nodiscard]] image_reference_result parse_image_reference(std::string_view text);
 
 }  // namespace acp::routing
