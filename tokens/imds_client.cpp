@@ -1,5 +1,6 @@
 #include "tokens/imds_client.hpp"
 
+#include "config/values.hpp"
 #include "tokens/signing_primitives.hpp"
 
 #include <nlohmann/json.hpp>
@@ -187,6 +188,17 @@ api_result<std::string> imds_client::region_id() {
     auto region = trim(r.value());
     if (region.empty()) {
         return api_error{"IMDS region-id", "EmptyAnswer", "the metadata server returned no region", 200, {},
+                         opts_.endpoint};
+    }
+    // The region becomes part of endpoint host names (sts-vpc.<region>.aliyuncs.com): only a
+    // region id's shape (lower-case letters, digits, '-') may get there.
+    if (!config::is_region_id(region)) {
+        return api_error{"IMDS region-id",
+                         "InvalidAnswer",
+                         "the metadata server's region-id answer is not a region id (" + std::to_string(region.size()) +
+                             " bytes; expected lower-case letters, digits and '-')",
+                         200,
+                         {},
                          opts_.endpoint};
     }
     return region;

@@ -173,3 +173,15 @@ TEST_CASE("IMDS: unreachable metadata is a transport error naming the endpoint",
     CHECK(r.error().code == "Transport");
     CHECK(r.error().endpoint == "http://127.0.0.1:1");
 }
+
+TEST_CASE("IMDS: a region-id answer that is not a region id never reaches an endpoint host name", "[alibaba][imds]") {
+    for (const char* bad : {"cn-hangzhou.evil.example", "cn-hangzhou/../x", "CN-HANGZHOU", "cn hangzhou", "-cn"}) {
+        CAPTURE(bad);
+        imds_fixture f(nlohmann::json{{"region", bad}});
+        imds_client imds(*f.http, f.clock, f.opts);
+        const auto r = imds.region_id();
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == "InvalidAnswer");
+        CHECK(r.error().message.find(bad) == std::string::npos);  // the answer itself is not echoed
+    }
+}
