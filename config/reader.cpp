@@ -319,27 +319,46 @@ const duration_rule expire_duration_rule{.min = std::chrono::minutes(15),
 
 std::optional<std::vector<std::string>> check_scope_names(const std::vector<list_item>& items, bool subdomain,
                                                           diagnostics& diags) {
+    // The add-on's words: watch-namespace "all" (we also take "*", which no
+    // namespace can be called), service-account "*". "all" is a valid
+    // ServiceAccount name, so there it is a name, as in the add-on.
     const auto* what = subdomain ? "ServiceAccount" : "namespace";
     std::vector<std::string> out;
+    const list_item* every = nullptr;
     bool ok = true;
     for (const auto& item : items) {
         const auto name = to_lower(item.value);
-        if (name == "all" || name == "*") {
-            return std::vector<std::string>{"*"};
+        if (name == "*" || (!subdomain && name == "all")) {
+            every = &item;
+            continue;
         }
         if (!(subdomain ? is_k8s_subdomain(name) : is_k8s_label(name))) {
-            diags.error(item.at, quote(item.value) + " is not a valid " + what + " name; expected \"all\", \"*\" or " +
+            diags.error(item.at, quote(item.value) + " is not a valid " + what + " name; expected " +
+                                     (subdomain ? "\"*\"" : "\"all\"") + " or " +
                                      "lower-case names of letters, digits and '-'" + (subdomain ? " (and '.')" : "") +
                                      ", comma-separated or as a list");
             ok = false;
             continue;
         }
+        if (subdomain && name == "all") {
+            diags.warn(item.at,
+                       "\"all\" is the ServiceAccount named all (as in the add-on); \"*\" means every "
+                       "ServiceAccount");
+        }
         if (std::find(out.begin(), out.end(), name) == out.end()) {
             out.push_back(name);
         }
     }
+    if (every != nullptr && (!out.empty() || !ok)) {
+        diags.error(every->at,
+                    quote(every->value) + " means every " + what + " and cannot be combined with " + what + " names");
+        return std::nullopt;
+    }
     if (!ok) {
         return std::nullopt;
+    }
+    if (every != nullptr) {
+        return std::vector<std::string>{"*"};
     }
     return out;
 }

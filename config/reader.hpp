@@ -107,9 +107,12 @@ std::optional<duration> read_duration(const node_ref& n, const duration_rule& ru
 extern const duration_rule expiring_threshold_rule;  // (0, 1h)
 extern const duration_rule expire_duration_rule;     // [15m, 12h], bare number = seconds
 
-/// watch-namespace / service-account: "all" or "*" -> {"*"}, else a
-/// comma-separated string or a list of Kubernetes names (lower-cased).
-/// `subdomain` selects ServiceAccount (RFC 1123 subdomain) vs namespace (label) rules.
+/// watch-namespace / service-account: a comma-separated string or a list of
+/// Kubernetes names (lower-cased, deduplicated). Every namespace is "all" (or
+/// "*"), every ServiceAccount "*" -> {"*"}; "all" as a ServiceAccount is the
+/// name (with a warning), as in the add-on. The every-word mixed with names
+/// is an error. `subdomain` selects ServiceAccount (RFC 1123 subdomain) vs
+/// namespace (label) rules.
 std::optional<std::vector<std::string>> check_scope_names(const std::vector<list_item>& items, bool subdomain,
                                                           diagnostics& diags);
 

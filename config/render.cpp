@@ -16,9 +16,10 @@ void emit_list(YAML::Emitter& out, const std::vector<std::string>& items) {
     out << YAML::EndSeq;
 }
 
-void emit_names(YAML::Emitter& out, const std::vector<std::string>& names) {
+// {"*"} is written as the add-on writes it: "all" namespaces, "*" ServiceAccounts.
+void emit_names(YAML::Emitter& out, const std::vector<std::string>& names, const char* every) {
     if (names.size() == 1 && names.front() == "*") {
-        out << "all";
+        out << every;
     } else {
         emit_list(out, names);
     }
@@ -177,9 +178,9 @@ std::string render(const config& cfg) {
     out << YAML::Key << "scope" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "enabled" << YAML::Value << cfg.scope.enabled;
     out << YAML::Key << "watchNamespace" << YAML::Value;
-    emit_names(out, cfg.scope.namespaces);
+    emit_names(out, cfg.scope.namespaces, "all");
     out << YAML::Key << "serviceAccount" << YAML::Value;
-    emit_names(out, cfg.scope.service_accounts);
+    emit_names(out, cfg.scope.service_accounts, "*");
     out << YAML::Key << "waitForPod" << YAML::Value << format_duration(cfg.scope.wait_for_pod);
     out << YAML::EndMap;
 

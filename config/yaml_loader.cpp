@@ -17,11 +17,24 @@ constexpr std::array<std::string_view, 13> top_keys{
 };
 constexpr std::array<std::string_view, 2> log_keys{"level", "format"};
 constexpr std::array<std::string_view, 18> alibaba_keys{
-    "regionId",        "imdsEndpoint",          "stsEndpoint",          "acrEndpoint",
-    "useVpcEndpoints", "accessKeyIdFile",       "accessKeySecretFile",  "securityTokenFile",
-    "ecsRoleName",     "ecsMetadataDisabled",   "imdsV1Disabled",       "imdsTokenTTL",
-    "stsDuration",     "apiTimeout",            "firstCredentialWait",  "refreshBackoffInitial",
-    "refreshBackoffMax", "endpointRelistInterval",
+    "regionId",
+    "imdsEndpoint",
+    "stsEndpoint",
+    "acrEndpoint",
+    "useVpcEndpoints",
+    "accessKeyIdFile",
+    "accessKeySecretFile",
+    "securityTokenFile",
+    "ecsRoleName",
+    "ecsMetadataDisabled",
+    "imdsV1Disabled",
+    "imdsTokenTTL",
+    "stsDuration",
+    "apiTimeout",
+    "firstCredentialWait",
+    "refreshBackoffInitial",
+    "refreshBackoffMax",
+    "endpointRelistInterval",
 };
 
 duration_rule make_range_rule(duration min, duration max) {
@@ -54,6 +67,13 @@ duration_rule make_floor_rule(bool inclusive) {
 }
 const duration_rule positive_rule = make_floor_rule(false);
 const duration_rule non_negative_rule = make_floor_rule(true);
+// A pull held for its pod must still get its answer headers well inside
+// containerd's 30 s (2.3+), upstream time included.
+const duration_rule wait_for_pod_rule{.min = duration::zero(),
+                                      .min_inclusive = true,
+                                      .max = std::chrono::seconds(20),
+                                      .max_inclusive = true,
+                                      .bare_number_is_seconds = false};
 
 using member_map = std::map<std::string, node_ref>;
 
@@ -518,8 +538,12 @@ void read_registry(const node_ref& n, config& cfg, load_context& ctx) {
     ctx.origins.registry_hosts.push_back(host_at);
 }
 
+// A `scope` section turns the pull scope on (defaults: namespace and
+// ServiceAccount `default`) unless it says `enabled: false`; without the
+// section the proxy serves every pod (and says so at start-up).
 void read_scope(const node_ref& n, scope_config& out, load_context& ctx) {
     const auto m = members(n, scope_keys, ctx.diags);
+    out.enabled = true;
     if (const auto* v = get(m, "enabled")) {
         if (auto b = read_bool(*v, ctx.diags)) {
             out.enabled = *b;
@@ -539,8 +563,8 @@ void read_scope(const node_ref& n, scope_config& out, load_context& ctx) {
             return;
         }
         if (checked->empty()) {
-            ctx.diags.error(v->at(), std::string("empty; expected \"all\" or at least one ") +
-                                         (subdomain ? "ServiceAccount" : "namespace") + " name");
+            ctx.diags.error(v->at(), std::string("empty; expected ") + (subdomain ? "\"*\"" : "\"all\"") +
+                                         " or at least one " + (subdomain ? "ServiceAccount" : "namespace") + " name");
             return;
         }
         field = std::move(*checked);
@@ -548,7 +572,7 @@ void read_scope(const node_ref& n, scope_config& out, load_context& ctx) {
     names("watchNamespace", false, out.namespaces);
     names("serviceAccount", true, out.service_accounts);
     if (const auto* v = get(m, "waitForPod")) {
-        if (auto d = read_duration(*v, non_negative_rule, ctx.diags)) {
+        if (auto d = read_duration(*v, wait_for_pod_rule, ctx.diags)) {
             out.wait_for_pod = *d;
         }
     }
