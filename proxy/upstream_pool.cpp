@@ -7,8 +7,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <sys/socket.h>
-
 namespace acp::proxy {
 namespace {
 
@@ -30,62 +28,63 @@ std::string describe_tls_error(const error_code& ec, SSL* ssl) {
 constexpr std::size_t read_buffer_capacity = 64 * 1024;
 
 upstream_connection::upstream_connection(plain_stream s, std::string pool_key)
-    : stream_(std::in_place_index<0>, std::move(s)), pool_key_(std::move(pool_key)) {
+    : stream_(std::in_place_index<0>, std::move(s)), pool_key_(std::move(pool_key)), deadline_(raw_socket()) {
     buffer_.reserve(read_buffer_capacity);
 }
 
 upstream_connection::upstream_connection(tls_stream s, std::shared_ptr<net::ssl::context> ctx, std::string pool_key)
-    : tls_ctx_(std::move(ctx)), stream_(std::in_place_index<1>, std::move(s)), pool_key_(std::move(pool_key)) {
+    : tls_ctx_(std::move(ctx)),
+      stream_(std::in_place_index<1>, std::move(s)),
+      pool_key_(std::move(pool_key)),
+      deadline_(raw_socket()) {
     buffer_.reserve(read_buffer_capacity);
 }
 
-beast::tcp_stream& upstream_connection::tcp() noexcept {
+tcp::socket& upstream_connection::raw_socket() noexcept {
     if (auto* p = std::get_if<plain_stream>(&stream_)) {
         return *p;
     }
     return std::get<tls_stream>(stream_).next_layer();
 }
 
+// Each operation reports beast::error::timeout when the deadline cut it off.
 net::awaitable<upstream_connection::io_result> upstream_connection::write(http::request<http::empty_body>& req) {
-    return std::visit([&](auto& s) { return http::async_write(s, req, use_nothrow); }, stream_);
+    auto [ec, n] = co_await std::visit([&](auto& s) { return http::async_write(s, req, use_nothrow); }, stream_);
+    co_return io_result{deadline_.check(ec), n};
 }
 
 net::awaitable<upstream_connection::io_result> upstream_connection::read_header(
     http::response_parser<http::buffer_body>& p) {
-    return std::visit([&](auto& s) { return http::async_read_header(s, buffer_, p, use_nothrow); }, stream_);
+    auto [ec, n] =
+        co_await std::visit([&](auto& s) { return http::async_read_header(s, buffer_, p, use_nothrow); }, stream_);
+    co_return io_result{deadline_.check(ec), n};
 }
 
 net::awaitable<upstream_connection::io_result> upstream_connection::read(http::response_parser<http::buffer_body>& p) {
-    return std::visit([&](auto& s) { return http::async_read(s, buffer_, p, use_nothrow); }, stream_);
+    auto [ec, n] = co_await std::visit([&](auto& s) { return http::async_read(s, buffer_, p, use_nothrow); }, stream_);
+    co_return io_result{deadline_.check(ec), n};
 }
 
 net::awaitable<upstream_connection::io_result> upstream_connection::read_some(
     http::response_parser<http::buffer_body>& p) {
-    return std::visit([&](auto& s) { return http::async_read_some(s, buffer_, p, use_nothrow); }, stream_);
+    auto [ec, n] =
+        co_await std::visit([&](auto& s) { return http::async_read_some(s, buffer_, p, use_nothrow); }, stream_);
+    co_return io_result{deadline_.check(ec), n};
 }
 
-void upstream_connection::expires_after(config::duration d) {
-    tcp().expires_after(d);
-}
-
-void upstream_connection::expires_never() {
-    tcp().expires_never();
+net::awaitable<upstream_connection::io_result> upstream_connection::read_some(net::mutable_buffer b) {
+    auto [ec, n] = co_await std::visit([&](auto& s) { return s.async_read_some(b, use_nothrow); }, stream_);
+    co_return io_result{deadline_.check(ec), n};
 }
 
 void upstream_connection::close() noexcept {
     error_code ec;
-    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-    tcp().close();
+    raw_socket().shutdown(tcp::socket::shutdown_both, ec);
+    raw_socket().close(ec);
 }
 
 bool upstream_connection::looks_alive() noexcept {
-    auto& sock = tcp().socket();
-    if (!sock.is_open() || buffer_.size() != 0) {
-        return false;
-    }
-    char byte = 0;
-    const auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && errno == EAGAIN;  // EWOULDBLOCK == EAGAIN on Linux
+    return raw_socket().is_open() && buffer_.size() == 0 && !deadline_.expired();
 }
 
 net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failure>> connect_upstream(
@@ -128,13 +127,14 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
         co_return failure{code, "connect to " + where + ": " + cec.message()};
     }
     stream.socket().set_option(tcp::no_delay(true), ec);
+    stream.expires_never();
+    tcp::socket socket = stream.release_socket();
 
     if (!ep.is_tls()) {
-        stream.expires_never();
-        co_return std::make_unique<upstream_connection>(std::move(stream), ep.pool_key);
+        co_return std::make_unique<upstream_connection>(std::move(socket), ep.pool_key);
     }
 
-    upstream_connection::tls_stream tls(std::move(stream), *ep.tls);
+    upstream_connection::tls_stream tls(std::move(socket), *ep.tls);
     SSL* ssl = tls.native_handle();
     // SSL_set_tlsext_host_name is a macro with a C cast; call what it expands to.
     if (!is_ip &&
@@ -150,15 +150,19 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
             co_return failure{errc::upstream_tls, "cannot set the expected peer name " + host};
         }
     }
-    tls.next_layer().expires_after(timeout);
-    auto [hec] = co_await tls.async_handshake(net::ssl::stream_base::client, use_nothrow);
+    error_code hec;
+    {
+        lazy_deadline handshake_deadline(tls.next_layer());
+        handshake_deadline.expires_after(timeout);
+        auto [e] = co_await tls.async_handshake(net::ssl::stream_base::client, use_nothrow);
+        hec = handshake_deadline.check(e);
+    }
     if (hec) {
         if (hec == beast::error::timeout) {
             co_return failure{errc::upstream_timeout, "TLS handshake with " + where + " timed out"};
         }
         co_return failure{errc::upstream_tls, "TLS handshake with " + where + ": " + describe_tls_error(hec, ssl)};
     }
-    tls.next_layer().expires_never();
     co_return std::make_unique<upstream_connection>(std::move(tls), ep.tls, ep.pool_key);
 }
 
@@ -183,7 +187,7 @@ std::unique_ptr<upstream_connection> upstream_pool::take(const std::string& key)
 }
 
 void upstream_pool::put(std::unique_ptr<upstream_connection> c) {
-    if (!c || c->generation != generation_ || c->buffer().size() != 0) {
+    if (!c || c->generation != generation_ || !c->looks_alive()) {
         if (c) {
             c->close();
         }

@@ -2,14 +2,16 @@
 // are opened (async DNS, connect timeout, SNI, hostname verification) and a
 // bounded keep-alive pool per origin.
 //
-// Owns: upstream_connection (one socket, plain or TLS, and its read buffer)
-// and upstream_pool. Thread affinity: the io_context thread of the requests
-// using them; nothing locks. Cancellation: close() makes any pending
-// operation complete with an error; connect_upstream() is bounded by its
-// timeout (name resolution by the system resolver's own limits).
+// Owns: upstream_connection (one socket, plain or TLS, its read buffer and
+// its lazy deadline) and upstream_pool. Thread affinity: the io_context
+// thread of the requests using them; nothing locks. Cancellation: close()
+// makes any pending operation complete with an error; so does the deadline
+// (the operation then reports beast::error::timeout); connect_upstream() is
+// bounded by its timeout (name resolution by the system resolver's own limits).
 #pragma once
 
 #include "config/config.hpp"
+#include "proxy/deadline.hpp"
 #include "proxy/error.hpp"
 #include "proxy/net.hpp"
 #include "proxy/snapshot.hpp"
@@ -32,8 +34,8 @@ namespace acp::proxy {
 
 class upstream_connection {
 public:
-    using plain_stream = beast::tcp_stream;
-    using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+    using plain_stream = tcp::socket;
+    using tls_stream = beast::ssl_stream<tcp::socket>;
     using io_result = std::tuple<error_code, std::size_t>;
 
     upstream_connection(plain_stream s, std::string pool_key);
@@ -45,13 +47,20 @@ public:
     /// Parses what one socket read brings (or what is already buffered): body
     /// bytes reach the caller as they arrive, not once the body buffer is full.
     net::awaitable<io_result> read_some(http::response_parser<http::buffer_body>& p);
+    /// Body bytes straight from the socket (or TLS) into `b`, once the head is
+    /// parsed and buffer() drained: what one read brings, no parser, no copy.
+    net::awaitable<io_result> read_some(net::mutable_buffer b);
 
-    void expires_after(config::duration d);
-    void expires_never();
+    /// The deadline for what follows (every operation until changed), checked
+    /// lazily: no timer system call per operation.
+    void expires_after(config::duration d) { deadline_.expires_after(d); }
+    void expires_never() noexcept { deadline_.expires_never(); }
     void close() noexcept;
 
-    /// True when the peer has neither closed nor sent unsolicited bytes (a
-    /// non-blocking peek): worth reusing.
+    /// Open and nothing unread: worth reusing. A peer that closed it meanwhile
+    /// is found out by the request failing before any byte of the answer, and
+    /// forward retries the GET/HEAD once on a fresh connection (no MSG_PEEK
+    /// probe per reuse).
     [[nodiscard]] bool looks_alive() noexcept;
 
     [[nodiscard]] beast::flat_buffer& buffer() noexcept { return buffer_; }
@@ -62,12 +71,13 @@ public:
     std::chrono::steady_clock::time_point idle_since{};
 
 private:
-    beast::tcp_stream& tcp() noexcept;
+    tcp::socket& raw_socket() noexcept;
 
     std::shared_ptr<net::ssl::context> tls_ctx_;  // outlives the SSL object
     std::variant<plain_stream, tls_stream> stream_;
     beast::flat_buffer buffer_;
     std::string pool_key_;
+    lazy_deadline deadline_;  // after stream_: detached before the socket goes
 };
 
 /// Opens a connection to `ep`: resolve (skipped for IP literals), connect,
