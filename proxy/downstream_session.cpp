@@ -7,7 +7,6 @@
 #include "proxy/request_context.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 
 namespace acp::proxy {
@@ -22,7 +21,7 @@ constexpr std::size_t max_request_header_fields = 100;
 
 // What the stop hook closes: the downstream stream and the upstream in use.
 struct session_io {
-    beast::tcp_stream* downstream = nullptr;
+    timed_socket* downstream = nullptr;
     upstream_connection* upstream = nullptr;
 
     void stop() noexcept {
@@ -31,8 +30,8 @@ struct session_io {
         }
         if (downstream != nullptr) {
             error_code ec;
-            downstream->socket().shutdown(tcp::socket::shutdown_both, ec);
-            downstream->close();
+            downstream->socket.shutdown(tcp::socket::shutdown_both, ec);
+            downstream->socket.close(ec);
         }
     }
 };
@@ -43,10 +42,10 @@ struct stop_hook_guard {
     ~stop_hook_guard() { entry.stop = nullptr; }
 };
 
-void close_gracefully(beast::tcp_stream& s) {
+void close_gracefully(timed_socket& s) {
     error_code ec;
-    s.socket().shutdown(tcp::socket::shutdown_send, ec);
-    s.close();
+    s.socket.shutdown(tcp::socket::shutdown_send, ec);
+    s.socket.close(ec);
 }
 
 // Framing that could be read two ways by two parsers (request smuggling):
@@ -79,7 +78,7 @@ void record(server_state& st, const request_context& rc) {
 }
 
 // Decides and answers one request head. Returns whether to keep the connection.
-net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, beast::tcp_stream& stream,
+net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, timed_socket& stream,
                                     const request_parser& parser, request_context& rc, session_io& io) {
     const auto& req = parser.get();
     const auto& t = snap.cfg->timeouts;
@@ -143,11 +142,11 @@ net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, beas
 
 net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state, tcp::socket socket,
                                             std::shared_ptr<task_group::entry> entry) {
-    beast::tcp_stream stream(std::move(socket));
+    timed_socket stream(std::move(socket));
     error_code nodelay_ec;
-    // The head and the first body bytes go out as separate writes: without
-    // TCP_NODELAY, Nagle holds the second until the client's delayed ACK (40 ms).
-    stream.socket().set_option(tcp::no_delay(true), nodelay_ec);
+    // A streamed body goes out in many writes: without TCP_NODELAY, Nagle holds
+    // a small one until the client's delayed ACK (40 ms).
+    stream.socket.set_option(tcp::no_delay(true), nodelay_ec);
     beast::flat_buffer buffer;
     session_io io{&stream, nullptr};
     entry->stop = [&io] {
@@ -169,8 +168,8 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
             break;
         }
         if (buffer.size() == 0) {
-            stream.expires_after(state->snapshots.load()->cfg->timeouts.idle);
-            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+            stream.deadline.expires_after(state->snapshots.load()->cfg->timeouts.idle);
+            auto [ec, n] = co_await stream.socket.async_read_some(buffer.prepare(4096), use_nothrow);
             if (ec) {
                 break;  // closed, reset, idle timeout or stopped
             }
@@ -184,8 +183,10 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
         rc.id = state->next_request_id();
         request_parser parser;
         parser.header_limit(max_request_header_bytes);
-        stream.expires_after(t.header_read);
-        auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        stream.deadline.expires_after(t.header_read);
+        auto [rec, n] = co_await http::async_read_header(stream.socket, buffer, parser, use_nothrow);
+        stream.deadline.expires_never();  // the request may wait for a token: no client deadline meanwhile
+        const auto ec = stream.deadline.check(rec);
         if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset) {
             break;
         }
@@ -218,7 +219,7 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
 
 net::awaitable<void> run_reject_session(std::shared_ptr<server_state> state, tcp::socket socket,
                                         std::shared_ptr<task_group::entry> entry) {
-    beast::tcp_stream stream(std::move(socket));
+    timed_socket stream(std::move(socket));
     session_io io{&stream, nullptr};
     entry->stop = [&io] {
         io.stop();
@@ -229,8 +230,9 @@ net::awaitable<void> run_reject_session(std::shared_ptr<server_state> state, tcp
     beast::flat_buffer buffer;
     request_parser parser;
     parser.header_limit(max_request_header_bytes);
-    stream.expires_after(t.header_read);
-    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+    stream.deadline.expires_after(t.header_read);
+    auto [ec, n] = co_await http::async_read_header(stream.socket, buffer, parser, use_nothrow);
+    stream.deadline.expires_never();
     if (!ec) {
         request_context rc;
         rc.id = state->next_request_id();

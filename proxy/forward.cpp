@@ -6,6 +6,7 @@
 #include "proxy/redirect_policy.hpp"
 #include "tokens/auth_error.hpp"
 
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <optional>
@@ -61,6 +62,7 @@ net::awaitable<std::optional<failure>> exchange(const upstream_endpoint& ep, htt
             ec = rec;
         }
         if (!ec) {
+            conn->expires_never();  // the caller sets the next phase's deadline
             co_return std::nullopt;
         }
         conn->close();
@@ -89,6 +91,7 @@ net::awaitable<void> discard_response(std::optional<response_parser>& parser,
             parser->get().body().size = sizeof scratch;
             conn->expires_after(t.upstream_idle);
             auto [ec, n] = co_await conn->read(*parser);
+            conn->expires_never();
             if (ec && ec != http::error::need_buffer) {
                 reusable = false;
             }
@@ -132,9 +135,140 @@ error_code provider_error(const error_code& ec) {
     return make_error_code(errc::credentials_unavailable);
 }
 
-// Streams the response head at once, then the body through one fixed buffer:
-// each read waits for the previous write, so a slow client slows the upstream
-// read (TCP backpressure) instead of growing memory.
+// Writes what the serializer has next (head and/or body) within `idle`.
+net::awaitable<error_code> write_down(timed_socket& down, http::response_serializer<http::buffer_body>& sr,
+                                      config::duration idle, bool head_only = false) {
+    down.deadline.expires_after(idle);
+    auto [ec, n] = head_only ? co_await http::async_write_header(down.socket, sr, use_nothrow)
+                             : co_await http::async_write(down.socket, sr, use_nothrow);
+    down.deadline.expires_never();
+    if (ec == http::error::need_buffer) {
+        ec = {};  // the serializer wrote all it had and waits for more body
+    }
+    co_return down.deadline.check(ec);
+}
+
+net::awaitable<error_code> write_down(timed_socket& down, net::const_buffer b, config::duration idle) {
+    down.deadline.expires_after(idle);
+    auto [ec, n] = co_await net::async_write(down.socket, b, use_nothrow);
+    down.deadline.expires_never();
+    co_return down.deadline.check(ec);
+}
+
+// A body of known length (blobs, manifests): the body bytes that came with the
+// head go out in the same write as the response head (a manifest: one write
+// for the whole answer); the rest is read straight from the upstream socket
+// into one fixed buffer and written as is, each read waiting for the previous
+// write, so a slow client slows the upstream read (TCP backpressure) instead
+// of growing memory. Exact accounting: the connection ends early, and the
+// client sees a body shorter than its Content-Length, if the upstream does.
+// Returns whether the whole body went through.
+net::awaitable<bool> relay_known_length(forward_args& a, http::response_serializer<http::buffer_body>& sr,
+                                        http::response<http::buffer_body>& res, std::uint64_t length,
+                                        upstream_connection& conn) {
+    const auto& t = a.snap.cfg->timeouts;
+    auto& body = res.body();
+    auto& buffered = conn.buffer();
+    const auto first = static_cast<std::size_t>(std::min<std::uint64_t>(length, buffered.size()));
+    net::mutable_buffer head_bytes = buffered.data();
+    body.data = head_bytes.data();
+    body.size = first;
+    body.more = first < length;
+    const auto hec = co_await write_down(a.downstream, sr, t.idle);
+    a.rc.status = res.result_int();
+    a.rc.to_headers = clock::now() - a.rc.start;
+    if (hec) {
+        a.rc.error = "downstream write: " + hec.message();
+        co_return false;
+    }
+    buffered.consume(first);
+    a.rc.bytes += first;
+    a.state.stats.add_relayed_bytes(a.rc.metrics_registry, first);
+
+    std::uint64_t remaining = length - first;
+    if (remaining == 0) {
+        co_return true;
+    }
+    auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled
+    while (remaining > 0) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, relay_buffer_size));
+        // What one read brings: upstreamIdle bounds the silence between body
+        // bytes, and a trickling upstream's bytes go out as they come.
+        conn.expires_after(t.upstream_idle);
+        auto [rec, n] = co_await conn.read_some(net::buffer(buf.get(), want));
+        conn.expires_never();
+        if (rec) {
+            a.rc.error = "upstream body: " + rec.message() + " with " + std::to_string(remaining) + " bytes to go";
+            co_return false;
+        }
+        const auto wec = co_await write_down(a.downstream, net::buffer(buf.get(), n), t.idle);
+        if (wec) {
+            a.rc.error = "downstream write: " + wec.message();
+            co_return false;
+        }
+        remaining -= n;
+        a.rc.bytes += n;
+        a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
+    }
+    co_return true;
+}
+
+// A chunked body, or one delimited by the end of the connection: Beast's
+// relay() pattern, the parser's body chunks through one fixed buffer.
+net::awaitable<bool> relay_chunked(forward_args& a, http::response_serializer<http::buffer_body>& sr,
+                                   response_parser& parser, upstream_connection& conn) {
+    const auto& t = a.snap.cfg->timeouts;
+    auto& res = parser.get();
+    const auto hec = co_await write_down(a.downstream, sr, t.idle, true);
+    a.rc.status = res.result_int();
+    a.rc.to_headers = clock::now() - a.rc.start;
+    if (hec) {
+        a.rc.error = "downstream write: " + hec.message();
+        co_return false;
+    }
+    auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled
+    while (!parser.is_done()) {
+        res.body().data = buf.get();
+        res.body().size = relay_buffer_size;
+        // read_some: upstreamIdle bounds the silence between body bytes, and a
+        // trickling upstream's bytes go out as they come (not per full buffer).
+        conn.expires_after(t.upstream_idle);
+        auto [rec, rn] = co_await conn.read_some(parser);
+        conn.expires_never();
+        if (rec && rec != http::error::need_buffer) {
+            a.rc.error = "upstream body: " + rec.message();
+            co_return false;
+        }
+        const auto n = relay_buffer_size - res.body().size;
+        if (n == 0 && !parser.is_done()) {
+            continue;
+        }
+        res.body().data = buf.get();
+        res.body().size = n;
+        res.body().more = !parser.is_done();
+        const auto wec = co_await write_down(a.downstream, sr, t.idle);
+        if (wec) {
+            a.rc.error = "downstream write: " + wec.message();
+            co_return false;
+        }
+        a.rc.bytes += n;
+        a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
+    }
+    if (!sr.is_done()) {
+        res.body().data = nullptr;
+        res.body().size = 0;
+        res.body().more = false;
+        const auto wec = co_await write_down(a.downstream, sr, t.idle);
+        if (wec) {
+            a.rc.error = "downstream write: " + wec.message();
+            co_return false;
+        }
+    }
+    co_return true;
+}
+
+// Streams the response head and body back; the upstream connection returns to
+// the pool after a complete, clean response.
 net::awaitable<bool> relay_response(forward_args& a, std::optional<response_parser>& parser,
                                     std::unique_ptr<upstream_connection>& conn) {
     const auto& t = a.snap.cfg->timeouts;
@@ -158,64 +292,25 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
     res.keep_alive(keep_alive);
 
     http::response_serializer<http::buffer_body> sr{res};
-    a.downstream.expires_after(t.idle);
-    auto [hec, hn] = co_await http::async_write_header(a.downstream, sr, use_nothrow);
-    a.rc.status = res.result_int();
-    a.rc.to_headers = clock::now() - a.rc.start;
-    if (hec) {
-        a.rc.error = "downstream write: " + hec.message();
-        conn->close();
-        a.active_upstream = nullptr;
-        co_return false;
-    }
-
-    bool ok = true;
-    if (!header_only) {
-        auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled: 64 KiB per response
-        while (ok && !parser->is_done()) {
-            res.body().data = buf.get();
-            res.body().size = relay_buffer_size;
-            // read_some: upstreamIdle bounds the silence between body bytes, and a
-            // trickling upstream's bytes go out as they come (not per full buffer).
-            conn->expires_after(t.upstream_idle);
-            auto [rec, rn] = co_await conn->read_some(*parser);
-            if (rec && rec != http::error::need_buffer) {
-                a.rc.error = "upstream body: " + rec.message();
-                ok = false;
-                break;
-            }
-            const auto n = relay_buffer_size - res.body().size;
-            if (n == 0 && !parser->is_done()) {
-                continue;
-            }
-            res.body().data = buf.get();
-            res.body().size = n;
-            res.body().more = !parser->is_done();
-            a.downstream.expires_after(t.idle);
-            auto [wec, wn] = co_await http::async_write(a.downstream, sr, use_nothrow);
-            if (wec && wec != http::error::need_buffer) {
-                a.rc.error = "downstream write: " + wec.message();
-                ok = false;
-                break;
-            }
-            a.rc.bytes += n;
-            a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
+    bool ok = false;
+    if (header_only) {
+        const auto hec = co_await write_down(a.downstream, sr, t.idle, true);
+        a.rc.status = res.result_int();
+        a.rc.to_headers = clock::now() - a.rc.start;
+        ok = !hec;
+        if (hec) {
+            a.rc.error = "downstream write: " + hec.message();
         }
-        if (ok && !sr.is_done()) {
-            res.body().data = nullptr;
-            res.body().size = 0;
-            res.body().more = false;
-            a.downstream.expires_after(t.idle);
-            auto [wec, wn] = co_await http::async_write(a.downstream, sr, use_nothrow);
-            if (wec && wec != http::error::need_buffer) {
-                a.rc.error = "downstream write: " + wec.message();
-                ok = false;
-            }
-        }
+    } else if (!upstream_chunked && content_length) {
+        ok = co_await relay_known_length(a, sr, res, *content_length, *conn);
+    } else {
+        ok = co_await relay_chunked(a, sr, *parser, *conn);
     }
     a.active_upstream = nullptr;
-    if (ok && upstream_keep_alive && parser->is_done()) {
-        a.state.pool.put(std::move(conn));
+    // A known-length body bypasses the parser: complete when relay_known_length says so.
+    const bool complete = header_only || (!upstream_chunked && content_length) || parser->is_done();
+    if (ok && complete && upstream_keep_alive) {
+        a.state.pool.put(std::move(conn));  // only if nothing beyond the body was read
     } else {
         conn->close();
     }

@@ -5,7 +5,7 @@
 namespace acp::proxy {
 namespace {
 
-net::awaitable<error_code> write_json(beast::tcp_stream& s, http::status status, std::string body, bool allow,
+net::awaitable<error_code> write_json(timed_socket& s, http::status status, std::string body, bool allow,
                                       bool keep_alive, const reply_options& o) {
     http::response<http::string_body> res{status, o.version};
     res.set(http::field::content_type, "application/json");
@@ -19,23 +19,27 @@ net::awaitable<error_code> write_json(beast::tcp_stream& s, http::status status,
     res.keep_alive(keep_alive);
     res.body() = std::move(body);
     res.prepare_payload();
-    s.expires_after(o.timeout);
+    s.deadline.expires_after(o.timeout);
+    error_code ec;
     if (o.head) {
         http::response_serializer<http::string_body> sr{res};
-        auto [ec, n] = co_await http::async_write_header(s, sr, use_nothrow);
-        co_return ec;
+        auto [hec, n] = co_await http::async_write_header(s.socket, sr, use_nothrow);
+        ec = hec;
+    } else {
+        auto [wec, n] = co_await http::async_write(s.socket, res, use_nothrow);
+        ec = wec;
     }
-    auto [ec, n] = co_await http::async_write(s, res, use_nothrow);
-    co_return ec;
+    s.deadline.expires_never();
+    co_return s.deadline.check(ec);
 }
 
 }  // namespace
 
-net::awaitable<error_code> write_local_reply(beast::tcp_stream& s, const local_reply& r, const reply_options& o) {
+net::awaitable<error_code> write_local_reply(timed_socket& s, const local_reply& r, const reply_options& o) {
     return write_json(s, r.status, r.body, r.allow_header, o.keep_alive && !r.close, o);
 }
 
-net::awaitable<error_code> write_ping(beast::tcp_stream& s, const reply_options& o) {
+net::awaitable<error_code> write_ping(timed_socket& s, const reply_options& o) {
     return write_json(s, http::status::ok, "{}", false, o.keep_alive, o);
 }
 

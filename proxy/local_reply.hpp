@@ -6,10 +6,9 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "proxy/deadline.hpp"
 #include "proxy/error.hpp"
 #include "proxy/net.hpp"
-
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <string_view>
 
@@ -24,10 +23,10 @@ struct reply_options {
 };
 
 /// Writes `r` (a registry error JSON body). Keep-alive is off when r.close.
-net::awaitable<error_code> write_local_reply(beast::tcp_stream& s, const local_reply& r, const reply_options& o);
+net::awaitable<error_code> write_local_reply(timed_socket& s, const local_reply& r, const reply_options& o);
 
 /// `200 {}` for GET/HEAD /v2/ (never a 401: containerd would hand a pod's
 /// pull secret to whoever challenges).
-net::awaitable<error_code> write_ping(beast::tcp_stream& s, const reply_options& o);
+net::awaitable<error_code> write_ping(timed_socket& s, const reply_options& o);
 
 }  // namespace acp::proxy
