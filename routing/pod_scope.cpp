@@ -533,7 +533,11 @@ void pod_index::recount() {
 bool pod_index::upsert(pod_info pod) {
     const auto it = pods_.find(pod.uid);
     if (it != pods_.end()) {
-        if (it->second == pod) {
+        const auto& old = it->second;
+        const bool same_for_decisions = old.namespace_name == pod.namespace_name && old.name == pod.name &&
+                                        old.service_account == pod.service_account && old.references == pod.references;
+        if (same_for_decisions) {
+            it->second = std::move(pod);  // the newest status, resourceVersion, images as written
             return false;
         }
         drop_references(it->second);

@@ -172,8 +172,10 @@ class pod_index {
 public:
     explicit pod_index(scope_rule rule = {}) : rule_(std::move(rule)) {}
 
-    /// Adds the pod or replaces the one with its uid. Returns false (and
-    /// changes nothing) when it is identical to the indexed one.
+    /// Adds the pod or replaces the one with its uid (the stored pod is always
+    /// the newest). Returns true when a decision may change (a new pod, or a
+    /// new namespace, name, ServiceAccount or set of references); false for
+    /// status-only updates, which need no new snapshot.
     bool upsert(pod_info pod);
     /// Removes the pod with this uid; false when there was none.
     bool remove(std::string_view uid);

@@ -5,6 +5,7 @@
 // normalised references; the index answers consistently with the rule.
 #include "routing/distribution_path.hpp"
 #include "routing/pod_scope.hpp"
+#include "routing/pod_watch.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
 #include <cstdint>
@@ -102,6 +103,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check_pod(p);
         }
         check_index(list.list->pods);
+    }
+
+    // The input as a stream: split at a byte it chooses, framed, every line applied to the watcher's state.
+    {
+        watch_line_splitter splitter(4096);
+        const auto cut = input.empty() ? 0 : static_cast<unsigned char>(input[0]) % (input.size() + 1);
+        auto lines = splitter.feed(input.substr(0, cut));
+        for (auto& l : splitter.feed(input.substr(cut))) {
+            lines.push_back(std::move(l));
+        }
+        require(splitter.buffered() <= 4096);
+        acp::config::scope_config c;
+        c.enabled = true;
+        pod_watch_state state(scope_rule::from(c), "node-1");
+        for (const auto& l : lines) {
+            require(l.size() <= 4096 && l.find('\n') == std::string::npos);
+            const auto ev = parse_watch_line(l);
+            if (!ev.event) {
+                continue;
+            }
+            const auto action = state.apply(*ev.event);
+            if (action == watch_action::relist) {
+                require(state.resource_version().empty());
+            }
+            if (ev.event->pod && action == watch_action::index_changed) {
+                const auto* stored = state.index().find(ev.event->pod->uid);
+                require(stored == nullptr || stored->node_name == "node-1");
+            }
+        }
     }
 
     const auto pod = parse_pod(input);

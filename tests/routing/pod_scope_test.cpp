@@ -465,6 +465,14 @@ TEST_CASE("index upkeep: upsert, change, delete, counts", "[routing][pod_scope][
     SECTION("the same pod again changes nothing") {
         CHECK_FALSE(index.upsert(pod("default", "web", "u1", {"reg.example/a", "reg.example/b"})));
     }
+    SECTION("a status-only update is stored but needs no new snapshot") {
+        auto running = pod("default", "web", "u1", {"reg.example/b", "reg.example/a"});
+        running.phase = "Running";
+        running.resource_version = "200";
+        CHECK_FALSE(index.upsert(running));
+        CHECK(index.find("u1")->phase == "Running");
+        CHECK(index.decide("reg.example", "a").verdict == scope_verdict::allowed);
+    }
     SECTION("a MODIFIED pod replaces its references") {
         CHECK(index.upsert(pod("default", "web", "u1", {"reg.example/d"})));
         CHECK(index.decide("reg.example", "a").verdict == scope_verdict::unknown);
