@@ -295,7 +295,7 @@ pod_result parse_pod(const json& object) {
     return pod_result{std::move(p), {}};
 }
 
-pod_result parse_pod(std::string_view json_text) {
+pod_result parse_pod_text(std::string_view json_text) {
     std::string error;
     auto j = parse_json(json_text, max_watch_line_bytes, "the pod", error);
     if (!j) {

@@ -83,7 +83,8 @@ struct pod_result {
 /// is optional. A serviceAccountName that is not a DNS subdomain is an error.
 [[nodiscard]] pod_result parse_pod(const nlohmann::json& object);
 /// The same from JSON text (bounded by max_watch_line_bytes and max_json_depth).
-[[nodiscard]] pod_result parse_pod(std::string_view json_text);
+/// (Not an overload: a string would convert to both string_view and json.)
+[[nodiscard]] pod_result parse_pod_text(std::string_view json_text);
 
 enum class watch_event_type { added, modified, deleted, bookmark, error };
 [[nodiscard]] std::string_view to_string(watch_event_type t) noexcept;

@@ -134,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
 
-    const auto pod = parse_pod(input);
+    const auto pod = parse_pod_text(input);
     if (!pod.pod) {
         check_error(pod.error);
     } else {

@@ -528,3 +528,13 @@ TEST_CASE("the holder publishes immutable snapshots", "[routing][pod_scope][inde
     CHECK(holder.load()->decide("reg.example", "a").verdict == scope_verdict::unknown);
     CHECK(first->decide("reg.example", "a").verdict == scope_verdict::allowed);  // a reader's snapshot is stable
 }
+
+TEST_CASE("a pod from JSON text: bounded and checked like a watch line", "[routing][pod_scope]") {
+    const auto ok = acp::routing::parse_pod_text(pod_json("default", "p", "u-1", {"nginx"}).dump());
+    REQUIRE(ok.pod);
+    CHECK(ok.pod->references == std::vector<image_key>{{"docker.io", "library/nginx"}});
+    CHECK_THAT(acp::routing::parse_pod_text("{\"metadata\":").error, Catch::Contains("not valid JSON"));
+    CHECK_THAT(acp::routing::parse_pod_text(std::string(acp::routing::max_watch_line_bytes + 1, ' ')).error,
+               Catch::Contains("larger than"));
+    CHECK_THAT(acp::routing::parse_pod_text(std::string(65, '[')).error, Catch::Contains("nests deeper than 64"));
+}
