@@ -18,6 +18,7 @@ import argparse
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,13 +106,16 @@ def strace_counts(pid, action):
     return {name: int(calls) for calls, name in _STRACE_ROW.findall(text) if name != "total"}
 
 
-def callgrind_ir(pid, out_prefix, action):
-    """Instructions (Ir) the proxy executed while action() runs."""
+def callgrind_ir(pid, out_prefix, action, keep=None):
+    """Instructions (Ir) the proxy executed while action() runs; the dump is
+    copied to `keep` (for callgrind_annotate) when given."""
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
     action()
     before = set(glob.glob(out_prefix + "*"))
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     new = sorted(set(glob.glob(out_prefix + "*")) - before, key=os.path.getmtime)
+    if keep:
+        shutil.copy(new[-1], keep)
     with open(new[-1]) as f:
         m = re.search(r"^(?:totals|summary): (\d+)", f.read(), re.M)
     return int(m.group(1))
@@ -130,6 +134,7 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--blob-mib", type=int, default=256)
     ap.add_argument("--instructions", action="store_true", help="run the proxy under callgrind (slow)")
+    ap.add_argument("--keep-dumps", metavar="DIR", help="with --instructions: keep each callgrind dump there")
     args = ap.parse_args()
     harness.require_tools("nginx", "h2load", "curl", "strace")
     tmp = harness.TempDir("bench-profile")
@@ -158,10 +163,13 @@ def main():
 
         blob_mib = w.layer.size / (1 << 20)
         if args.instructions:
-            ir = callgrind_ir(pid, cg_prefix, manifests)
+            if args.keep_dumps:
+                os.makedirs(args.keep_dumps, exist_ok=True)
+            dump = (lambda name: os.path.join(args.keep_dumps, name)) if args.keep_dumps else (lambda name: None)
+            ir = callgrind_ir(pid, cg_prefix, manifests, dump("manifest.callgrind"))
             print(f"manifest GET ({c} connections, {n} requests): {ir / n:,.0f} instructions per request")
             for tls in (False, True):
-                ir = callgrind_ir(pid, cg_prefix, blob(tls))
+                ir = callgrind_ir(pid, cg_prefix, blob(tls), dump(f"blob-{'tls' if tls else 'plain'}.callgrind"))
                 print(f"blob relay ({'TLS' if tls else 'plain'} upstream, {blob_mib:.0f} MiB): "
                       f"{ir / blob_mib:,.0f} instructions per MiB")
         else:
