@@ -177,6 +177,9 @@ std::string render(const config& cfg) {
 
     out << YAML::Key << "scope" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "enabled" << YAML::Value << cfg.scope.enabled;
+    if (!cfg.scope.enabled) {
+        out << YAML::Comment("unscoped: every pod on this node may pull");
+    }
     out << YAML::Key << "watchNamespace" << YAML::Value;
     emit_names(out, cfg.scope.namespaces, "all");
     out << YAML::Key << "serviceAccount" << YAML::Value;

@@ -102,6 +102,13 @@ TEST_CASE("our YAML: no scope section is unscoped; a section scopes with the add
     }
 }
 
+TEST_CASE("check-config output says when the proxy is unscoped", "[config][scope]") {
+    const fake_env f;
+    CHECK(render(*load_yaml("", "file.yaml", f.env()).cfg)
+              .find("enabled: false  # unscoped: every pod on this node may pull") != std::string::npos);
+    CHECK(render(*load_yaml("scope: {}", "file.yaml", f.env()).cfg).find("unscoped") == std::string::npos);
+}
+
 TEST_CASE("our YAML: \"all\" as a ServiceAccount is the name, with a warning", "[config][scope]") {
     const fake_env f;
     const auto loaded = load_yaml("scope: {serviceAccount: all}", "file.yaml", f.env());
