@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -171,7 +172,9 @@ struct scope_decision {
 
 class pod_index {
 public:
-    explicit pod_index(scope_rule rule = {}) : rule_(std::move(rule)) {}
+    /// No default: a default scope_rule is disabled and allows every pull,
+    /// so the rule is always spelled out.
+    explicit pod_index(scope_rule rule) : rule_(std::move(rule)) {}
 
     /// Adds the pod or replaces the one with its uid (the stored pod is always
     /// the newest). Returns true when a decision may change (a new pod, or a
@@ -206,16 +209,24 @@ private:
     std::size_t in_scope_references_ = 0;
 };
 
-/// The published index, swapped atomically (control thread stores, data path loads).
+/// The published index, swapped atomically (control thread stores, data path
+/// loads). Starts with an empty index under `rule`: before the first list
+/// every pull is `unknown` (waits, then 404), never allowed by accident.
+/// generation() counts stores, so a request waiting for its pod re-decides
+/// only when a new index was published.
 class pod_index_holder {
 public:
-    explicit pod_index_holder(std::shared_ptr<const pod_index> i = std::make_shared<const pod_index>())
-        : current_(std::move(i)) {}
+    explicit pod_index_holder(const scope_rule& rule) : current_(std::make_shared<const pod_index>(rule)) {}
     [[nodiscard]] std::shared_ptr<const pod_index> load() const noexcept { return current_.load(); }
-    void store(std::shared_ptr<const pod_index> i) noexcept { current_.store(std::move(i)); }
+    void store(std::shared_ptr<const pod_index> i) noexcept {
+        current_.store(std::move(i));
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    [[nodiscard]] std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
 private:
     std::atomic<std::shared_ptr<const pod_index>> current_;
+    std::atomic<std::uint64_t> generation_{0};
 };
 
 }  // namespace acp::routing

@@ -512,14 +512,18 @@ TEST_CASE("index upkeep: upsert, change, delete, counts", "[routing][pod_scope][
 }
 
 TEST_CASE("the holder publishes immutable snapshots", "[routing][pod_scope][index]") {
-    pod_index_holder holder;
+    pod_index_holder holder(rule({"default"}, {"default"}));
     const auto empty = holder.load();
     REQUIRE(empty);
     CHECK(empty->pods_indexed() == 0);
+    // Before the first list nothing is allowed by accident: every pull waits for its pod.
+    CHECK(empty->decide("reg.example", "a").verdict == scope_verdict::unknown);
+    CHECK(holder.generation() == 0);
 
     pod_index builder(rule({"default"}, {"default"}));
     builder.upsert(pod("default", "web", "u1", {"reg.example/a"}));
     holder.store(std::make_shared<const pod_index>(builder));
+    CHECK(holder.generation() == 1);
     const auto first = holder.load();
 
     builder.remove("u1");  // the control thread keeps mutating its own copy
