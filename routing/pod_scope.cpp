@@ -578,6 +578,11 @@ void pod_index::replace_all(std::vector<pod_info> pods) {
     recount();
 }
 
+void pod_index::set_rule(scope_rule rule) {
+    rule_ = std::move(rule);
+    recount();
+}
+
 const pod_info* pod_index::find(std::string_view uid) const {
     const auto it = pods_.find(uid);
     return it == pods_.end() ? nullptr : &it->second;

@@ -185,6 +185,8 @@ public:
     bool remove(std::string_view uid);
     /// Replaces every pod (after a list or re-list).
     void replace_all(std::vector<pod_info> pods);
+    /// A reloaded config's rule: the pods stay, decisions follow the new rule.
+    void set_rule(scope_rule rule);
 
     [[nodiscard]] scope_decision decide(std::string_view host, std::string_view repository) const;
 

@@ -77,6 +77,8 @@ public:
     void reset(pod_list list);
     /// One event of the watch.
     watch_action apply(const watch_event& ev);
+    /// A reloaded config's rule (publish a snapshot afterwards).
+    void set_rule(scope_rule rule) { index_.set_rule(std::move(rule)); }
 
     [[nodiscard]] const pod_index& index() const noexcept { return index_; }
     /// Empty until the first list, and again after a relist action.

@@ -503,6 +503,15 @@ TEST_CASE("index upkeep: upsert, change, delete, counts", "[routing][pod_scope][
         REQUIRE(who.size() == 1);
         CHECK(who[0]->uid == "u3");
     }
+    SECTION("a reloaded rule applies to the pods already indexed") {
+        index.set_rule(rule({"*"}, {"default"}));
+        CHECK(index.decide("reg.example", "c").verdict == scope_verdict::allowed);
+        CHECK(index.references_indexed() == 3);
+        index.set_rule(rule({"team-x"}, {"default"}));
+        CHECK(index.decide("reg.example", "a").verdict == scope_verdict::denied);
+        CHECK(index.references_indexed() == 0);
+        CHECK(index.pods_indexed() == 2);
+    }
     SECTION("a re-list replaces everything") {
         index.replace_all({pod("default", "new", "u9", {"reg.example/z"})});
         CHECK(index.pods_indexed() == 1);
