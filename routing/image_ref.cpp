@@ -86,6 +86,15 @@ image_reference_result parse_image_reference(std::string_view text) {
             path = rest.substr(slash + 1);
         }
     }
+    if (!host.empty() && host.find_first_of(".:") == std::string_view::npos && host != "localhost") {
+        // A host only by its capitals: containerd would dial it as written, but once
+        // lower-cased (hosts are case-insensitive) it reads back as a Docker Hub
+        // namespace, so the reference has no one normal form. Nobody's registry is
+        // named like that; say what would make it a host.
+        return bad("the first component '" + shown(host) +
+                   "' is a registry host only because of its capital letters; write the host in lower case "
+                   "with a '.' or ':port' (or use lower case for a Docker Hub namespace)");
+    }
     if (!host.empty() && !is_valid_host(host)) {
         return bad("the registry host '" + shown(host) + "' is not host[:port]");
     }

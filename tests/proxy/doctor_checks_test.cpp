@@ -200,7 +200,6 @@ TEST_CASE("image references: docker grammar, docker.io normalisation, ports, dig
         {"localhost:5000/app", {"localhost:5000", "app", "latest", ""}},
         {"reg.example:5000/team/app:v1.2", {"reg.example:5000", "team/app", "v1.2", ""}},
         {"Reg.Example.COM/team/app", {"reg.example.com", "team/app", "latest", ""}},
-        {"UPPER/app", {"upper", "app", "latest", ""}},
         {"127.0.0.1:5000/a/b/c", {"127.0.0.1:5000", "a/b/c", "latest", ""}},
         {"[::1]:5000/app:v1", {"[::1]:5000", "app", "v1", ""}},
         {"acp-e2e-registry.cn-hangzhou.cr.aliyuncs.com/e2e/probe@" + digest,
@@ -226,6 +225,7 @@ TEST_CASE("image references: docker grammar, docker.io normalisation, ports, dig
     const bad_case bad[] = {
         {"empty", "", "empty"},
         {"upper-case familiar name", "Alpine", "lower-case"},
+        {"a host only by its capitals", "UPPER/app", "capital letters"},
         {"upper-case path under a host", "reg.example/Team/app", "lower-case"},
         {"a space", "reg.example/app:bad tag", "spaces"},
         {"a tag starting with '-'", "reg.example/app:-bad", "tag '-bad'"},

@@ -70,6 +70,10 @@ TEST_CASE("things that are not image references are refused with the reason", "[
     } cases[] = {
         {"empty", "", "empty"},
         {"upper-case repository", "reg.example/Team/app", "lower-case"},
+        {"a host only by its capitals (no normal form: lower-cased it reads as a Hub namespace)", "UPPER/app",
+         "capital letters"},
+        {"the same with a digit (found by the image_reference fuzz target)",
+         "F1caost7/a/b@sha256:" + std::string(64, 'a'), "capital letters"},
         {"a scheme", "https://reg.example/app", "scheme"},
         {"a newline", "reg.example/app\nX-Evil: 1", "control"},
         {"a bad digest", "app@sha256:beef", "digest"},
