@@ -277,7 +277,10 @@ class Soak:
             print(f"  RSS after warm-up {rss0 / 1024:.1f} MiB, at the end {rss1 / 1024:.1f} MiB "
                   f"(growth {(rss1 - rss0):+.0f} KiB, bound < 1024); fds first quarter max {fd0}, "
                   f"last quarter max {fd1}", flush=True)
-            print("  samples (t s, RSS KiB, fds): " + " ".join(f"{t}/{r}/{f}" for t, r, f in warm), flush=True)
+            step = max(1, len(warm) // 40)  # at most ~40 shown; the bounds above use all of them
+            print(f"  RSS min/max after warm-up {min(x[1] for x in warm)}/{max(x[1] for x in warm)} KiB over "
+                  f"{len(warm)} samples; every {step}. (t s, RSS KiB, fds): "
+                  + " ".join(f"{t}/{r}/{f}" for t, r, f in warm[::step]), flush=True)
             if rss1 - rss0 >= 1024:
                 problems.append(f"RSS grew {rss1 - rss0} KiB after warm-up (bound < 1024)")
             if fd1 > fd0 + 2:
