@@ -81,12 +81,20 @@ class RawConn:
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
+            # The connection's script thread may be waiting too, and close the socket once
+            # it saw the proxy's close (it records peer_closed_at first): no recv on a closed fd.
+            if self.peer_closed_at is not None:
+                return True
+            if self.closed_by_us:
+                return False
             try:
+                self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
                 data = self.sock.recv(65536)
             except socket.timeout:
                 continue
             except (ConnectionResetError, OSError):
+                if self.closed_by_us:  # closed under us by the script thread, not by the proxy
+                    return self.peer_closed_at is not None
                 data = b""
             if not data:
                 self.peer_closed_at = time.monotonic()
