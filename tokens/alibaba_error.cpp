@@ -36,34 +36,6 @@ void replace_all(std::string& s, std::string_view what, std::string_view with) {
     }
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-// %XX escapes decoded in either case (gateways differ); malformed ones kept.
-std::string lenient_percent_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-            out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-            i += 2;
-        } else {
-            out.push_back(s[i]);
-        }
-    }
-    return out;
-}
-
 bool is_permission_failure(std::string_view code, long http_status) {
     return http_status == 403 || icontains(code, "Forbidden") || icontains(code, "NoPermission") ||
            icontains(code, "NotAuthorized") || icontains(code, "AccessDenied") || icontains(code, "Unauthorized");
@@ -121,7 +93,7 @@ std::string scrub(std::string_view text, const std::vector<std::string_view>& se
     }
     // Still there in another encoding (lower-case or needless escapes): the
     // whole text goes, it cannot be cut around the secret reliably.
-    const auto decoded = lenient_percent_decode(out);
+    const auto decoded = percent_decode_lenient(out);  // gateways escape in either case
     for (const auto s : secrets) {
         if (s.size() >= 4 && decoded.find(s) != std::string::npos) {
             out = "[server message removed: it echoed a credential]";

@@ -116,6 +116,20 @@ std::optional<std::string> percent_decode(std::string_view in) {
     return out;
 }
 
+std::string percent_decode_lenient(std::string_view in) {
+    std::string out;
+    out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 && hex_value(in[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(in[i]);
+        }
+    }
+    return out;
+}
+
 std::string hex_lower(std::string_view bytes) {
     std::string out;
     out.reserve(bytes.size() * 2);

@@ -21,6 +21,10 @@ namespace acp::tokens {
 /// Inverse of percent_encode; '+' is left as is. nullopt on a bad escape.
 [[nodiscard]] std::optional<std::string> percent_decode(std::string_view in);
 
+/// %XX escapes decoded in either case; a malformed escape is kept as it is
+/// (for looking inside text a server wrote, never for parsing).
+[[nodiscard]] std::string percent_decode_lenient(std::string_view in);
+
 [[nodiscard]] std::string hex_lower(std::string_view bytes);
 [[nodiscard]] std::string to_base64(std::string_view bytes);
 
