@@ -180,9 +180,9 @@ std::string render(const config& cfg) {
     if (!cfg.scope.enabled) {
         out << YAML::Comment("unscoped: every pod on this node may pull");
     }
-    out << YAML::Key << "watchNamespace" << YAML::Value;
+    out << YAML::Key << "namespaces" << YAML::Value;
     emit_names(out, cfg.scope.namespaces, "all");
-    out << YAML::Key << "serviceAccount" << YAML::Value;
+    out << YAML::Key << "serviceAccounts" << YAML::Value;
     emit_names(out, cfg.scope.service_accounts, "*");
     out << YAML::Key << "waitForPod" << YAML::Value << format_duration(cfg.scope.wait_for_pod);
     out << YAML::EndMap;

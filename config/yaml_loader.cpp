@@ -54,7 +54,7 @@ constexpr std::array<std::string_view, 8> addon_instance_keys{
 };
 constexpr std::array<std::string_view, 5> registry_keys{"host", "auth", "caFile", "insecureSkipVerify", "realmHosts"};
 constexpr std::array<std::string_view, 5> auth_keys{"type", "username", "passwordFile", "passwordEnv", "path"};
-constexpr std::array<std::string_view, 4> scope_keys{"enabled", "watchNamespace", "serviceAccount", "waitForPod"};
+constexpr std::array<std::string_view, 4> scope_keys{"enabled", "namespaces", "serviceAccounts", "waitForPod"};
 constexpr std::array<std::string_view, 6> timeout_keys{"headerRead",      "idle",         "upstreamConnect",
                                                        "upstreamHeaders", "upstreamIdle", "shutdownGrace"};
 constexpr std::array<std::string_view, 2> limit_keys{"maxConnections", "maxIdleUpstreamPerHost"};
@@ -569,8 +569,8 @@ void read_scope(const node_ref& n, scope_config& out, load_context& ctx) {
         }
         field = std::move(*checked);
     };
-    names("watchNamespace", false, out.namespaces);
-    names("serviceAccount", true, out.service_accounts);
+    names("namespaces", false, out.namespaces);
+    names("serviceAccounts", true, out.service_accounts);
     if (const auto* v = get(m, "waitForPod")) {
         if (auto d = read_duration(*v, wait_for_pod_rule, ctx.diags)) {
             out.wait_for_pod = *d;

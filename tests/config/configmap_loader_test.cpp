@@ -389,7 +389,7 @@ TEST_CASE("with --config and --acr-configuration the file is the base and the Co
 expiringThreshold: 20m
 acrInstances: [{instanceId: cri-file, domains: [file.cr.example.com]}]
 registries: [{host: registry.example.com}]
-scope: {enabled: false, watchNamespace: [x], waitForPod: 9s}
+scope: {enabled: false, namespaces: [x], waitForPod: 9s}
 )");
     write_configmap_volume(dir, {{"acr-registry-info", "- instanceId: cri-cm\n  domains: cm.cr.example.com\n"},
                                  {"expiring-threshold", "5m"},

@@ -98,7 +98,7 @@ defaultRegistry: public.example.com
 endpointOverrides:
   a-registry.cn-hangzhou.cr.aliyuncs.com: https://10.0.0.7/prefix
   "[::1]:5000": "http://[::1]:5001"
-scope: {enabled: true, watchNamespace: all, serviceAccount: [default, builder], waitForPod: 1500ms}
+scope: {enabled: true, namespaces: all, serviceAccounts: [default, builder], waitForPod: 1500ms}
 timeouts: {headerRead: 1s, idle: 2s, upstreamConnect: 3s, upstreamHeaders: 4s, upstreamIdle: 5s, shutdownGrace: 0s}
 limits: {maxConnections: 10, maxIdleUpstreamPerHost: 0}
 )",

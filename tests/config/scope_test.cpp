@@ -71,21 +71,19 @@ TEST_CASE("our YAML: no scope section is unscoped; a section scopes with the add
     const row rows[] = {
         {"no scope section", "", {false, {"default"}, {"default"}}},
         {"an empty section", "scope: {}", {true, {"default"}, {"default"}}},
-        {"enabled: false keeps it off", "scope: {enabled: false, watchNamespace: [x]}", {false, {"x"}, {"default"}}},
+        {"enabled: false keeps it off", "scope: {enabled: false, namespaces: [x]}", {false, {"x"}, {"default"}}},
         {"enabled: true", "scope: {enabled: true}", {true, {"default"}, {"default"}}},
         {"lists",
-         "scope: {watchNamespace: [team-a, team-b], serviceAccount: [builder, robot]}",
+         "scope: {namespaces: [team-a, team-b], serviceAccounts: [builder, robot]}",
          {true, {"team-a", "team-b"}, {"builder", "robot"}}},
         {"comma-separated strings, trimmed",
-         "scope: {watchNamespace: \" team-a ,team-b,, \", serviceAccount: \"a, b\"}",
+         "scope: {namespaces: \" team-a ,team-b,, \", serviceAccounts: \"a, b\"}",
          {true, {"team-a", "team-b"}, {"a", "b"}}},
-        {"duplicates dropped, names lower-cased",
-         "scope: {watchNamespace: [Prod, prod]}",
-         {true, {"prod"}, {"default"}}},
-        {"all namespaces", "scope: {watchNamespace: all}", {true, {"*"}, {"default"}}},
-        {"* namespaces", "scope: {watchNamespace: \"*\"}", {true, {"*"}, {"default"}}},
-        {"every ServiceAccount", "scope: {serviceAccount: \"*\"}", {true, {"default"}, {"*"}}},
-        {"all and *", "scope: {watchNamespace: all, serviceAccount: [\"*\"]}", {true, {"*"}, {"*"}}},
+        {"duplicates dropped, names lower-cased", "scope: {namespaces: [Prod, prod]}", {true, {"prod"}, {"default"}}},
+        {"all namespaces", "scope: {namespaces: all}", {true, {"*"}, {"default"}}},
+        {"* namespaces", "scope: {namespaces: \"*\"}", {true, {"*"}, {"default"}}},
+        {"every ServiceAccount", "scope: {serviceAccounts: \"*\"}", {true, {"default"}, {"*"}}},
+        {"all and *", "scope: {namespaces: all, serviceAccounts: [\"*\"]}", {true, {"*"}, {"*"}}},
         {"waitForPod", "scope: {waitForPod: 2500ms}", {true, {"default"}, {"default"}, 2500ms}},
         {"waitForPod 0: no wait", "scope: {waitForPod: 0s}", {true, {"default"}, {"default"}, 0s}},
         {"waitForPod at the 20 s cap", "scope: {waitForPod: 20s}", {true, {"default"}, {"default"}, 20s}},
@@ -111,13 +109,31 @@ TEST_CASE("check-config output says when the proxy is unscoped", "[config][scope
 
 TEST_CASE("our YAML: \"all\" as a ServiceAccount is the name, with a warning", "[config][scope]") {
     const fake_env f;
-    const auto loaded = load_yaml("scope: {serviceAccount: all}", "file.yaml", f.env());
+    const auto loaded = load_yaml("scope: {serviceAccounts: all}", "file.yaml", f.env());
     check_scope(loaded.cfg->scope, {true, {"default"}, {"all"}});
     const auto warnings = strs(loaded.warnings);
     INFO(joined(warnings));
-    CHECK(count_containing(warnings, "scope.serviceAccount") == 1);
+    CHECK(count_containing(warnings, "scope.serviceAccounts") == 1);
     CHECK(count_containing(warnings, "\"*\" means every ServiceAccount") == 1);
     check_round_trip(*loaded.cfg);
+}
+
+TEST_CASE("our YAML: the keys' old spellings are ignored with a warning, so the scope only narrows",
+          "[config][scope]") {
+    // watchNamespace / serviceAccount were renamed to the issue's namespaces /
+    // serviceAccounts. An old file keeps the section (scope on, defaults) and is
+    // told the new key, never widened to its old "all".
+    const fake_env f;
+    const auto loaded = load_yaml("scope: {watchNamespace: all, serviceAccount: \"*\"}", "file.yaml", f.env());
+    check_scope(loaded.cfg->scope, {true, {"default"}, {"default"}});
+    const auto warnings = strs(loaded.warnings);
+    INFO(joined(warnings));
+    CHECK(count_containing(warnings,
+                           "scope.watchNamespace: unknown key \"watchNamespace\" ignored (closest known "
+                           "key: \"namespaces\")") == 1);
+    CHECK(count_containing(warnings,
+                           "scope.serviceAccount: unknown key \"serviceAccount\" ignored (closest known "
+                           "key: \"serviceAccounts\")") == 1);
 }
 
 TEST_CASE("our YAML: scope errors name the key", "[config][scope]") {
@@ -128,17 +144,17 @@ TEST_CASE("our YAML: scope errors name the key", "[config][scope]") {
         std::string phrase;
     };
     const row rows[] = {
-        {"all mixed with names", "scope: {watchNamespace: [default, all]}", "scope.watchNamespace[1]",
+        {"all mixed with names", "scope: {namespaces: [default, all]}", "scope.namespaces[1]",
          "\"all\" means every namespace and cannot be combined with namespace names"},
-        {"* mixed with names", "scope: {serviceAccount: \"*,builder\"}", "scope.serviceAccount",
+        {"* mixed with names", "scope: {serviceAccounts: \"*,builder\"}", "scope.serviceAccounts",
          "\"*\" means every ServiceAccount and cannot be combined"},
-        {"empty namespace list", "scope: {watchNamespace: []}", "scope.watchNamespace",
+        {"empty namespace list", "scope: {namespaces: []}", "scope.namespaces",
          "empty; expected \"all\" or at least one namespace name"},
-        {"empty ServiceAccount string", "scope: {serviceAccount: \"\"}", "scope.serviceAccount",
+        {"empty ServiceAccount string", "scope: {serviceAccounts: \"\"}", "scope.serviceAccounts",
          "empty; expected \"*\" or at least one ServiceAccount name"},
-        {"a namespace with a dot", "scope: {watchNamespace: [team.a]}", "scope.watchNamespace[0]",
+        {"a namespace with a dot", "scope: {namespaces: [team.a]}", "scope.namespaces[0]",
          "\"team.a\" is not a valid namespace name"},
-        {"a ServiceAccount with a space", "scope: {serviceAccount: [\"ci bot\"]}", "scope.serviceAccount[0]",
+        {"a ServiceAccount with a space", "scope: {serviceAccounts: [\"ci bot\"]}", "scope.serviceAccounts[0]",
          "\"ci bot\" is not a valid ServiceAccount name"},
         {"waitForPod negative", "scope: {waitForPod: -1s}", "scope.waitForPod", "\"-1s\""},
         {"waitForPod over the cap", "scope: {waitForPod: 21s}", "scope.waitForPod", "20s"},
@@ -247,7 +263,7 @@ data:
     const auto loaded =
         load_configmap(configmap_manifest_data(manifest, "acr-configuration.yaml"), "acr-configuration.yaml", f.env());
     check_scope(loaded.cfg->scope, {true, {"*"}, {"default"}});
-    CHECK(render(*loaded.cfg).find("scope:\n  enabled: true\n  watchNamespace: all\n  serviceAccount:") !=
+    CHECK(render(*loaded.cfg).find("scope:\n  enabled: true\n  namespaces: all\n  serviceAccounts:") !=
           std::string::npos);
 
     // The project's own example ConfigMap (deploy/kubernetes/examples) uses the defaults spelled out.

@@ -107,7 +107,7 @@ registries:
 defaultRegistry: Registry.Example.com
 endpointOverrides:
   a-registry.cn-hangzhou.cr.aliyuncs.com: https://10.0.0.7:443
-scope: {enabled: true, watchNamespace: "team-a, team-b", serviceAccount: ["*"], waitForPod: 2s}
+scope: {enabled: true, namespaces: "team-a, team-b", serviceAccounts: ["*"], waitForPod: 2s}
 timeouts: {headerRead: 1s, idle: 2s, upstreamConnect: 3s, upstreamHeaders: 4s, upstreamIdle: 5s, shutdownGrace: 0s}
 limits: {maxConnections: 10, maxIdleUpstreamPerHost: 0}
 )",
@@ -246,8 +246,8 @@ const bad_input bad_inputs[] = {
      "acrInstances[0].expireDuration", "\"5m\""},
     {"alibaba.stsDuration below STS minimum", "alibaba: {stsDuration: 10m}", "alibaba.stsDuration", "\"10m\""},
     {"alibaba.imdsTokenTTL above the IMDS maximum", "alibaba: {imdsTokenTTL: 7h}", "alibaba.imdsTokenTTL", "\"7h\""},
-    {"alibaba.ecsMetadataDisabled not a boolean", "alibaba: {ecsMetadataDisabled: maybe}", "alibaba.ecsMetadataDisabled",
-     "maybe"},
+    {"alibaba.ecsMetadataDisabled not a boolean", "alibaba: {ecsMetadataDisabled: maybe}",
+     "alibaba.ecsMetadataDisabled", "maybe"},
     {"expireDuration above STS maximum", "acrInstances: [{instanceId: cri-x, expireDuration: 13h}]",
      "acrInstances[0].expireDuration", "\"13h\""},
     {"expireDuration in seconds below minimum", "acrInstances: [{instanceId: cri-x, expireDuration: 600}]",
@@ -326,9 +326,9 @@ const bad_input bad_inputs[] = {
     {"endpointOverrides without scheme",
      "registries: [{host: r.example.com}]\nendpointOverrides: {r.example.com: \"10.0.0.7:443\"}",
      "endpointOverrides[\"r.example.com\"]", "\"10.0.0.7:443\""},
-    {"watchNamespace not a name", "scope: {watchNamespace: \"team-a, Kube_System\"}", "scope.watchNamespace",
-     "\"Kube_System\""},
-    {"serviceAccount not a name", "scope: {serviceAccount: [ok, \"bad sa\"]}", "scope.serviceAccount[1]", "\"bad sa\""},
+    {"namespaces not a name", "scope: {namespaces: \"team-a, Kube_System\"}", "scope.namespaces", "\"Kube_System\""},
+    {"serviceAccounts not a name", "scope: {serviceAccounts: [ok, \"bad sa\"]}", "scope.serviceAccounts[1]",
+     "\"bad sa\""},
     {"waitForPod negative", "scope: {waitForPod: -1s}", "scope.waitForPod", "\"-1s\""},
     {"headerRead negative", "timeouts: {headerRead: -1s}", "timeouts.headerRead", "\"-1s\""},
     {"upstreamConnect zero", "timeouts: {upstreamConnect: 0}", "timeouts.upstreamConnect", "\"0\""},
@@ -387,7 +387,10 @@ TEST_CASE("unknown keys warn with the closest known key", "[config][yaml][warnin
         {"timeouts: {headerread: 5s}", "timeouts.headerread", "\"headerRead\""},
         {"registries: [{host: r.example.com, realmHost: [a.example.com]}]", "registries[0].realmHost",
          "\"realmHosts\""},
-        {"scope: {watch-namespace: all}", "scope.watch-namespace", "\"watchNamespace\""},
+        {"scope: {watch-namespace: all}", "scope.watch-namespace", "\"namespaces\""},
+        // The spellings before the issue's: the old key points at the new one.
+        {"scope: {watchNamespace: [team-a]}", "scope.watchNamespace", "\"namespaces\""},
+        {"scope: {serviceAccount: \"*\"}", "scope.serviceAccount", "\"serviceAccounts\""},
         {"log: {lvl: info}", "log.lvl", "\"level\""},
     }));
     const auto f = standard_env();
