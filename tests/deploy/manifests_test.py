@@ -11,8 +11,12 @@ document in it):
   127.0.0.1 at the admin port, system-node-critical, a toleration for every
   taint, requests and limits, the certs.d hostPath passed as --certs-dir, the
   `acr-configuration` ConfigMap mounted read-only and passed as
-  --acr-configuration, a ServiceAccount ready for the RRSA annotation, no RBAC
-  object, a cleanup DaemonSet running `hosts remove` on the same directory;
+  --acr-configuration, a ServiceAccount ready for the RRSA annotation, a cleanup
+  DaemonSet running `hosts remove` on the same directory;
+- what the pull scope (issue 10) needs and nothing more: one ClusterRole with
+  get/list/watch on core pods only, bound to the DaemonSet's ServiceAccount
+  alone, the ServiceAccount token mounted in the proxy's pod (and in no other),
+  NODE_NAME from the downward API (spec.nodeName);
 - every flag passed to the binary appears in its --help (serve) or
   `hosts --help` (hosts).
 
@@ -23,7 +27,11 @@ the container's args are run with their paths mapped there and the listen
 ports mapped to free loopback ports. `check-config` loads the add-on's
 documented example and the manifests' own ConfigMaps; `serve` starts with the
 DaemonSet's exact args, answers the probes, writes hosts.toml beside a user's
-file; the cleanup DaemonSet's init container restores the user's file byte for
+file, and lists and watches its node's pods from a fake API server the way a pod
+reaches the real one (tests/support/fake_kube.py; the ServiceAccount volume laid
+out as kubelet does and bind-mounted at /var/run/secrets/kubernetes.io/
+serviceaccount in a private mount namespace of each pod, KUBERNETES_SERVICE_HOST/
+PORT pointing at the fake, NODE_NAME as the downward API sets it); the cleanup DaemonSet's init container restores the user's file byte for
 byte and its main container waits for SIGTERM. When possible the script runs
 in a private network namespace with only loopback (the proxy then cannot reach
 any cloud endpoint, and nothing leaves the machine); without one, the `serve`
@@ -70,6 +78,11 @@ ADDON_EXAMPLE = {
 }
 
 RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+RBAC_API = "rbac.authorization.k8s.io"
+CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
+# The issue's RBAC for the pull scope: get/list/watch on core pods, nothing more (docs/scope.md).
+SCOPE_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 PROXY_DRAIN_SECONDS = 30  # timeouts.shutdownGrace default (docs/configuration.md)
 
 
@@ -284,9 +297,19 @@ POD_SPEC = {
     "volumes": ("list", VOLUME), "restartPolicy": ("enum", "Always"),
 }
 LABEL_SELECTOR = {"matchLabels": ("map", _str), "matchExpressions": ("list", SELECTOR_REQ)}
+CLUSTER_META = {"!name": _dns_subdomain, "labels": ("map", _str), "annotations": ("map", _str)}
+POLICY_RULE = {"apiGroups": ("list", _str), "resources": ("list", _str), "verbs": ("list", _str),
+               "resourceNames": ("list", _str), "nonResourceURLs": ("list", _str)}
 SCHEMAS = {
     ("v1", "ServiceAccount"): {"!apiVersion": _str, "!kind": _str, "!metadata": META,
                                "automountServiceAccountToken": _bool},
+    (RBAC_API + "/v1", "ClusterRole"): {"!apiVersion": _str, "!kind": _str, "!metadata": CLUSTER_META,
+                                        "!rules": ("list", POLICY_RULE)},
+    (RBAC_API + "/v1", "ClusterRoleBinding"): {
+        "!apiVersion": _str, "!kind": _str, "!metadata": CLUSTER_META,
+        "!roleRef": {"!apiGroup": _str, "!kind": ("enum", "ClusterRole", "Role"), "!name": _dns_subdomain},
+        "!subjects": ("list", {"!kind": ("enum", "ServiceAccount", "User", "Group"), "!name": _str,
+                               "namespace": _dns_label, "apiGroup": _str})},
     ("v1", "ConfigMap"): {"!apiVersion": _str, "!kind": _str, "!metadata": META, "data": ("map", _str),
                           "immutable": _bool},
     ("apps/v1", "DaemonSet"): {"!apiVersion": _str, "!kind": _str, "!metadata": META, "!spec": {
@@ -481,19 +504,81 @@ class ManifestTest(harness.TestCaseBase):
             key = (d.kind, d.name)
             self.c.check(key not in seen, f"{d.where()}: also defined in {seen.get(key)}")
             seen[key] = d.where()
-            self.c.eq(d.obj["metadata"].get("namespace"), "kube-system", f"{d.where()}: namespace")
+            if d.kind in CLUSTER_SCOPED_KINDS:
+                # A namespace on a cluster-scoped object is ignored by the API server: a sign of a mix-up.
+                self.c.eq(d.obj["metadata"].get("namespace"), None, f"{d.where()}: namespace (cluster-scoped)")
+            else:
+                self.c.eq(d.obj["metadata"].get("namespace"), "kube-system", f"{d.where()}: namespace")
         self.c.done()
 
-    def test_no_rbac_objects_the_proxy_never_calls_the_api_server(self):
-        for d in self.docs:
-            self.c.check(d.kind not in RBAC_KINDS, f"{d.where()}: RBAC object shipped")
+    # -- the pull scope's API access (issue 10) ------------------------------
+
+    def test_rbac_is_exactly_get_list_watch_on_pods_for_the_proxys_service_account(self):
+        sa_name = pod_spec(self.proxy()).get("serviceAccountName")
+        rbac = [d for d in self.docs if d.kind in RBAC_KINDS]
+        kinds = sorted(d.kind for d in rbac)
+        self.c.eq(kinds, ["ClusterRole", "ClusterRoleBinding"], "RBAC objects shipped (one ClusterRole, one binding)")
+        roles = [d for d in rbac if d.kind == "ClusterRole"]
+        bindings = [d for d in rbac if d.kind == "ClusterRoleBinding"]
+        if not self.c.check(len(roles) == 1 and len(bindings) == 1, "one ClusterRole and one ClusterRoleBinding"):
+            self.c.done()
+            return
+        role, binding = roles[0], bindings[0]
+        self.c.check(role.rel == "acr-credential-proxy.yaml" and binding.rel == "acr-credential-proxy.yaml",
+                     f"the RBAC objects go with the DaemonSet (deleted with it): {role.rel}, {binding.rel}")
+        rules = role.obj.get("rules") or []
+        # Exactly the one rule, nothing widened: no other group, resource, subresource, verb or wildcard,
+        # no resourceNames (the pods are not known in advance) and no aggregation.
+        self.c.eq([{k: sorted(v) if k == "verbs" else v for k, v in r.items()} for r in rules], SCOPE_RULES,
+                  f"{role.where()}: rules")
+        self.c.check("aggregationRule" not in role.obj, f"{role.where()}: aggregationRule")
+        self.c.check(not any("*" in v for r in rules for v in r.values()), f"{role.where()}: a wildcard")
+        self.c.eq(binding.obj.get("roleRef"), {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": role.name},
+                  f"{binding.where()}: roleRef")
+        self.c.eq(binding.obj.get("subjects"),
+                  [{"kind": "ServiceAccount", "name": sa_name, "namespace": "kube-system"}],
+                  f"{binding.where()}: subjects (the DaemonSet's ServiceAccount only)")
+        self.c.done()
+
+    def test_the_proxy_pod_gets_its_token_and_no_other_pod_does(self):
+        proxy = self.proxy()
+        spec = pod_spec(proxy)
+        sa_name = spec.get("serviceAccountName")
+        sa = [d for d in self.docs if d.kind == "ServiceAccount" and d.name == sa_name]
+        if self.c.check(len(sa) == 1, f"ServiceAccount {sa_name!r} is in no manifest"):
+            self.c.check(sa[0].obj.get("automountServiceAccountToken", True) is True,
+                         f"{sa[0].where()}: automountServiceAccountToken")
+        # The pod's own setting wins over the ServiceAccount's: it must not turn the token off.
+        self.c.eq(spec.get("automountServiceAccountToken", True), True,
+                  f"{proxy.where()}: automountServiceAccountToken")
+        for c in all_containers(spec):
+            self.c.check(not any(m["mountPath"].rstrip("/") in (SERVICEACCOUNT_DIR, "/var/run/secrets",
+                                                               "/var/run", "/run")
+                                 for m in c.get("volumeMounts") or []),
+                         f"{proxy.where()} {c['name']}: a volume hides the ServiceAccount token")
+        # Every other pod runs without API credentials.
         for ds in daemonsets(self.docs):
-            spec = pod_spec(ds)
-            self.c.eq(spec.get("automountServiceAccountToken"), False, f"{ds.where()}: automountServiceAccountToken")
-        for d in self.docs:
-            if d.kind == "ServiceAccount":
-                self.c.eq(d.obj.get("automountServiceAccountToken"), False,
-                          f"{d.where()}: automountServiceAccountToken")
+            if ds is not proxy:
+                cspec = pod_spec(ds)
+                self.c.eq(cspec.get("automountServiceAccountToken"), False,
+                          f"{ds.where()}: automountServiceAccountToken")
+                self.c.check(cspec.get("serviceAccountName") in (None, "default"),
+                             f"{ds.where()}: runs as {cspec.get('serviceAccountName')!r} (bound to the pod reader)")
+        self.c.done()
+
+    def test_node_name_comes_from_the_downward_api(self):
+        c = serve_container(self.proxy())
+        env = [e for e in c.get("env") or [] if e.get("name") == "NODE_NAME"]
+        if self.c.check(len(env) == 1, f"one NODE_NAME in the serve container's env: {c.get('env')}"):
+            self.c.check("value" not in env[0], "NODE_NAME must not be a literal")
+            ref = (env[0].get("valueFrom") or {}).get("fieldRef") or {}
+            self.c.eq(ref.get("fieldPath"), "spec.nodeName", "NODE_NAME fieldRef.fieldPath")
+            self.c.check(ref.get("apiVersion", "v1") == "v1", f"NODE_NAME fieldRef.apiVersion {ref.get('apiVersion')}")
+            self.c.eq(set((env[0].get("valueFrom") or {})), {"fieldRef"}, "NODE_NAME valueFrom")
+        # Nothing overrides it: no --node-name, no --kubeconfig (in-cluster access), in any container.
+        args = c.get("args") or []
+        self.c.eq(flag_values(args, "--node-name"), [], "--node-name (would override the downward API)")
+        self.c.eq(flag_values(args, "--kubeconfig"), [], "--kubeconfig (the pod uses its ServiceAccount)")
         self.c.done()
 
     def test_daemonset_selectors_match_their_pod_labels(self):
