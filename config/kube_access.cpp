@@ -22,6 +22,8 @@ namespace acp::config {
 namespace {
 
 constexpr std::size_t max_shown_names = 8;
+constexpr std::size_t max_errors = 16;        // lines; the last says more were found
+constexpr std::size_t max_error_chars = 400;  // per line
 
 // A kubeconfig entry name for a key path: users[admin]. Odd names (long,
 // control characters, brackets) fall back to the list index.
@@ -85,7 +87,19 @@ public:
         : base_dir_(base_dir), errors_(errors) {}
 
     void error(const std::string& key, std::string_view message) {
-        errors_.push_back(key.empty() ? std::string(message) : key + ": " + std::string(message));
+        if (errors_.size() == max_errors) {
+            errors_.back() = "and more problems (only the first " + std::to_string(max_errors - 1) + " are shown)";
+            return;
+        }
+        if (errors_.size() > max_errors) {
+            return;
+        }
+        auto line = key.empty() ? std::string(message) : key + ": " + std::string(message);
+        if (line.size() > max_error_chars) {
+            line.resize(max_error_chars - 3);
+            line += "...";
+        }
+        errors_.push_back(std::move(line));
     }
 
     // A string value; nullopt when absent or null. Wrong types are errors

@@ -46,7 +46,9 @@ struct kube_access {
 
 struct kubeconfig_result {
     std::optional<kube_access> access;
-    std::vector<std::string> errors;  // one line each, naming the key ("users[admin].user.token-file: …")
+    // One line each (at most 400 characters, at most 16 lines), naming the key
+    // ("users[admin].user.tokenFile: …").
+    std::vector<std::string> errors;
 };
 
 /// A kubeconfig document (YAML or JSON). `base_dir` resolves relative file

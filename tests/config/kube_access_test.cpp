@@ -63,8 +63,9 @@ void check_clean_errors(const std::vector<std::string>& errors) {
         CHECK(e.find(password_value) == std::string::npos);
         CHECK(e.find("KEYSECRETNEVERSHOWN") == std::string::npos);
         CHECK(e.find(b64(key_pem).substr(0, 24)) == std::string::npos);
-        CHECK(e.size() < 400);
+        CHECK(e.size() <= 400);
     }
+    CHECK(errors.size() <= 16);
 }
 
 // kubeadm's kubelet.conf: client certificate and key in one rotating file.
@@ -390,6 +391,16 @@ TEST_CASE("kubeconfig: refused with one line naming the key, never a credential"
          "current-context: x\ncontexts: [{context: {cluster: c}}]\n",
          "",
          {"contexts[0].name: missing"}},
+        {"many problems: at most 16 lines",
+         [] {
+             std::string t = "current-context: x\nusers:\n";
+             for (int i = 0; i < 40; ++i) {
+                 t += "- {name: dup, user: {}}\n";
+             }
+             return t;
+         }(),
+         "",
+         {"users[dup]: a second entry named \"dup\"", "and more problems (only the first 15 are shown)"}},
         {"larger than the bound", std::string(max_kubeconfig_bytes + 1, '#'), "", {"larger than 1024 KiB"}},
     };
     for (const auto& c : cases) {
