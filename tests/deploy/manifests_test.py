@@ -27,12 +27,13 @@ the container's args are run with their paths mapped there and the listen
 ports mapped to free loopback ports. `check-config` loads the add-on's
 documented example and the manifests' own ConfigMaps; `serve` starts with the
 DaemonSet's exact args, answers the probes, writes hosts.toml beside a user's
-file, and lists and watches its node's pods from a fake API server the way a pod
-reaches the real one (tests/support/fake_kube.py; the ServiceAccount volume laid
-out as kubelet does and bind-mounted at /var/run/secrets/kubernetes.io/
-serviceaccount in a private mount namespace of each pod, KUBERNETES_SERVICE_HOST/
-PORT pointing at the fake, NODE_NAME as the downward API sets it); the cleanup DaemonSet's init container restores the user's file byte for
-byte and its main container waits for SIGTERM. When possible the script runs
+file, and lists and watches its node's pods from a fake API server the way a
+pod reaches the real one (tests/support/fake_kube.py; the ServiceAccount volume
+laid out as kubelet does and bind-mounted read-only at
+/var/run/secrets/kubernetes.io/serviceaccount in a private mount namespace of
+each pod, KUBERNETES_SERVICE_HOST/PORT pointing at the fake, NODE_NAME as the
+downward API sets it); the cleanup DaemonSet's init container restores the
+user's file byte for byte and its main container waits for SIGTERM. When possible the script runs
 in a private network namespace with only loopback (the proxy then cannot reach
 any cloud endpoint, and nothing leaves the machine); without one, the `serve`
 case is skipped.
@@ -41,6 +42,7 @@ Usage: manifests_test.py --proxy BUILD/proxy/acr-credential-proxy [--manifests D
 """
 
 import argparse
+import base64
 import glob
 import os
 import re
@@ -53,6 +55,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import harness  # noqa: E402
+import secret_log  # noqa: E402
 
 try:
     import yaml
@@ -83,6 +86,8 @@ CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
 # The issue's RBAC for the pull scope: get/list/watch on core pods, nothing more (docs/scope.md).
 SCOPE_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+FAKE_KUBE = os.path.join(SOURCE_ROOT, "tests", "support", "fake_kube.py")
+NODE_NAME = "node-1"  # what the downward API gives the pod (spec.nodeName)
 PROXY_DRAIN_SECONDS = 30  # timeouts.shutdownGrace default (docs/configuration.md)
 
 
@@ -366,9 +371,10 @@ class Node:
     proxy's pod and the cleanup pod see the same files; every pod gets its own
     directory for ConfigMap volumes."""
 
-    def __init__(self, root, configmaps):
+    def __init__(self, root, configmaps, api=None):
         self.root = root
         self.configmaps = configmaps  # (namespace, name) -> data
+        self.api = api  # a FakeApiServer, or None
         self.ports = {}  # manifest port -> free loopback port
         self.pods = 0
 
@@ -419,6 +425,100 @@ class Node:
                 value = map_path(value, mounts)
             out.append(flag + eq + value if eq else value)
         return out
+
+
+    def env(self, container, namespace):
+        """The container's env as kubelet sets it: literals, the downward API
+        fields the manifests use, and the API server's service variables."""
+        out = {}
+        for e in container.get("env") or []:
+            if "value" in e:
+                out[e["name"]] = e["value"]
+                continue
+            ref = (e.get("valueFrom") or {}).get("fieldRef") or {}
+            field = {"spec.nodeName": NODE_NAME, "metadata.namespace": namespace}.get(ref.get("fieldPath"))
+            if field is None:
+                raise AssertionError(f"env {e['name']}: this test does not know how to fill {e.get('valueFrom')}")
+            out[e["name"]] = field
+        if self.api is not None:
+            # kubelet sets these for every pod, enableServiceLinks or not.
+            out["KUBERNETES_SERVICE_HOST"] = self.api.host
+            out["KUBERNETES_SERVICE_PORT"] = str(self.api.port)
+            out["KUBERNETES_SERVICE_PORT_HTTPS"] = str(self.api.port)
+        return out
+
+    def serviceaccount_volume(self, spec, namespace):
+        """The token, ca.crt and namespace as kubelet projects them (atomic
+        writer: ..data link), or None when the pod gets no token."""
+        if self.api is None or spec.get("automountServiceAccountToken", True) is False:
+            return None
+        self.pods += 1
+        local = os.path.join(self.root, f"pod{self.pods}", "volumes", "kube-api-access")
+        write_configmap_volume(local, {"token": self.api.token, "ca.crt": self.api.ca_pem, "namespace": namespace})
+        return local
+
+    def pod_argv(self, argv, serviceaccount_dir):
+        """argv as the pod's process: in a private mount namespace with the
+        ServiceAccount volume read-only at SERVICEACCOUNT_DIR. The pod's /run is
+        its own tmpfs, as a container's is (nothing is created on the host)."""
+        if serviceaccount_dir is None:
+            return argv
+        run_dir = os.path.realpath("/var/run")  # /run on Debian (/var/run is a link to it)
+        target = run_dir + SERVICEACCOUNT_DIR[len("/var/run"):]
+        script = ('set -e; mount -t tmpfs -o mode=0755 acp-pod-run "$1"; mkdir -p "$2"; '
+                  'mount --bind "$3" "$2"; mount -o remount,bind,ro "$2"; shift 3; exec "$@"')
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", run_dir, target,
+                serviceaccount_dir] + list(argv)
+
+
+class FakeApiServer:
+    """tests/support/fake_kube.py in its own process: the Kubernetes API
+    server the proxy's pod reaches in-cluster. Its kubeconfig gives the URL,
+    the CA and the bearer token that kubelet would project into the pod."""
+
+    def __init__(self, tmp, node_name):
+        kubeconfig = os.path.join(tmp.path, "fake-kube.kubeconfig")
+        self.child = harness.Child("fake-kube", [sys.executable, FAKE_KUBE, "--node", node_name,
+                                                 "--kubeconfig-out", kubeconfig],
+                                   tmp.join("fake-kube.log"), env=clean_env())
+        harness.wait_until(lambda: not self.child.alive() or _complete_yaml(kubeconfig), 20,
+                           "fake_kube.py to write its kubeconfig")
+        self.child.ensure_alive()
+        with open(kubeconfig, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        cluster = cfg["clusters"][0]["cluster"]
+        user = cfg["users"][0]["user"]
+        m = re.fullmatch(r"https://(\[[0-9a-fA-F:.]+\]|[0-9.]+):([0-9]+)/?", cluster["server"])
+        if m is None:
+            raise AssertionError(f"fake_kube.py serves {cluster['server']!r}: in-cluster access is https to an IP")
+        self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
+        if "certificate-authority-data" in cluster:
+            self.ca_pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        else:
+            self.ca_pem = _read(os.path.join(os.path.dirname(kubeconfig), cluster["certificate-authority"]))
+        if "token" in user:
+            self.token = user["token"]
+        else:
+            self.token = _read(os.path.join(os.path.dirname(kubeconfig), user["tokenFile"])).strip()
+        secret_log.register("bearer-token", self.token)
+
+    def stop(self):
+        if self.child.alive():
+            self.child.stop(signal.SIGTERM, timeout=10, check=False)
+
+
+def _complete_yaml(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        return bool(isinstance(cfg, dict) and cfg.get("clusters") and cfg.get("users"))
+    except (OSError, yaml.YAMLError):
+        return False
+
+
+def proxy_watches_pods():
+    """The binary has the pull scope's API access (serve --kubeconfig)."""
+    return re.search(r"--kubeconfig(?![\w-])", run_proxy(["--help"]).stdout) is not None
 
 
 def map_path(path, mounts):
@@ -869,8 +969,13 @@ class ManifestTest(harness.TestCaseBase):
         cms = self.configmaps()
         domains = addon_domains(cms.get(("kube-system", "acr-configuration")) or {})
         self.assertGreaterEqual(len(domains), 2, "examples/acr-configuration.yaml should name two domains")
+        # The ConfigMap form always scopes pulls: the proxy must list and watch its node's pods first.
+        watches = proxy_watches_pods()
+        if watches and not os.path.exists(FAKE_KUBE):
+            self.skipTest(f"serve needs an API server (pull scope) and {FAKE_KUBE} does not exist yet")
         tmp = harness.TempDir("k8s")
-        node = Node(tmp.path, cms)
+        api = FakeApiServer(tmp, NODE_NAME) if os.path.exists(FAKE_KUBE) else None
+        node = Node(tmp.path, cms, api)
 
         # A user's own hosts.toml for one of the domains, already on the node.
         certs_host = node.host_path(one_flag(c["args"], "--certs-dir"))
@@ -887,9 +992,18 @@ class ManifestTest(harness.TestCaseBase):
 
         def start_pod(name):
             args = node.local_args(c, node.mounts(spec, "kube-system", c))
-            child = harness.Child(name, [ARGS.proxy] + args, tmp.join(f"{name}.log"), env=clean_env())
+            env = dict(clean_env(), **node.env(c, "kube-system"))
+            argv = node.pod_argv([ARGS.proxy] + args, node.serviceaccount_volume(spec, "kube-system"))
+            child = harness.Child(name, argv, tmp.join(f"{name}.log"), env=env)
             wait_for_log(child, "listening data=", f"{name} to listen")
             return child
+
+        def scope_metrics():
+            get = c["livenessProbe"]["httpGet"]
+            r = harness.request(get["host"], node.port(get["port"]), "GET", "/metrics", timeout=5)
+            harness.scan_source("/metrics", r.body.decode("utf-8", "replace"))
+            return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(acp_scope_[a-z_]+(?:\{[^}]*\})?) (\S+)$",
+                                                                        r.body.decode("utf-8", "replace"), re.M)}
 
         listen_host, listen_port = split_host_port(one_flag(c["args"], "--listen"))
         grace = spec.get("terminationGracePeriodSeconds", 30)
@@ -902,6 +1016,13 @@ class ManifestTest(harness.TestCaseBase):
             self.c.eq(ready.status, 503, f"readinessProbe without credentials ({ready.body!r})")
             self.c.eq(harness.request(listen_host, node.port(listen_port), "GET", "/v2/").status, 200,
                       "GET /v2/ on the data listener")
+            if watches:
+                # In-cluster access as the manifests set it up: the token and CA kubelet mounts, the
+                # service variables, NODE_NAME from spec.nodeName. The watch runs after the list.
+                harness.wait_until(lambda: scope_metrics().get("acp_scope_watch_up") == 1, 20,
+                                   "the proxy to watch its node's pods (acp_scope_watch_up 1)")
+                self.c.eq(scope_metrics().get("acp_scope_pods_indexed"), 0, "pods indexed (none on the fake node)")
+                self.c.check(NODE_NAME in old.log_text(), f"the proxy's log names node {NODE_NAME} (from NODE_NAME)")
 
             mirror = f'[host."http://{listen_host}:{node.port(listen_port)}"]'
             files = {d: os.path.join(certs_host, d, "hosts.toml") for d in domains}
@@ -940,6 +1061,8 @@ class ManifestTest(harness.TestCaseBase):
             for child in (old, new):
                 if child is not None and child.alive():
                     child.stop(signal.SIGKILL, timeout=10, check=False)
+            if api is not None:
+                api.stop()
 
         # The cleanup DaemonSet on the same node: init container, then the waiting main container.
         cspec = pod_spec(cleanup)
