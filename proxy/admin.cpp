@@ -36,6 +36,28 @@ std::string render_samples(const std::vector<tokens::metric_sample>& samples) {
     return out;
 }
 
+// The pod watcher's gauges and counters (issue 10).
+std::string scope_metrics(const pod_watcher& w) {
+    const auto index = w.holder().load();
+    std::string out;
+    out += "# HELP acp_scope_pods_indexed Pods on this node in the scope index (in scope or not).\n";
+    out += "# TYPE acp_scope_pods_indexed gauge\n";
+    out += fmt::format("acp_scope_pods_indexed {}\n", index->pods_indexed());
+    out += "# HELP acp_scope_references_indexed Distinct (registry host, repository) referenced by in-scope pods.\n";
+    out += "# TYPE acp_scope_references_indexed gauge\n";
+    out += fmt::format("acp_scope_references_indexed {}\n", index->references_indexed());
+    out += "# HELP acp_scope_watch_up 1 while the pod watch stream is open.\n";
+    out += "# TYPE acp_scope_watch_up gauge\n";
+    out += fmt::format("acp_scope_watch_up {}\n", w.watching() ? 1 : 0);
+    out += "# HELP acp_scope_watch_reconnects_total Pod watches that ended abnormally and were opened again.\n";
+    out += "# TYPE acp_scope_watch_reconnects_total counter\n";
+    out += fmt::format("acp_scope_watch_reconnects_total {}\n", w.reconnects());
+    out += "# HELP acp_scope_relists_total Pod re-lists after the watch's resourceVersion expired (410 Gone).\n";
+    out += "# TYPE acp_scope_relists_total counter\n";
+    out += fmt::format("acp_scope_relists_total {}\n", w.relists());
+    return out;
+}
+
 }  // namespace
 
 http::response<http::string_body> admin_response(const server_state& state, http::verb method,
@@ -78,6 +100,9 @@ http::response<http::string_body> admin_response(const server_state& state, http
         }
         if (state.acr != nullptr) {
             res.body() += render_samples(state.acr->collect_metrics());
+        }
+        if (state.scope != nullptr) {
+            res.body() += scope_metrics(*state.scope);
         }
     } else {
         res.body() = "not found\n";

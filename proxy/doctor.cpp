@@ -6,6 +6,7 @@
 #include "hosts/hosts_toml.hpp"
 #include "proxy/doctor_checks.hpp"
 #include "proxy/doctor_probe.hpp"
+#include "proxy/pod_watcher.hpp"
 #include "proxy/snapshot.hpp"
 #include "routing/route_table.hpp"
 #include "tokens/acr_openapi.hpp"
@@ -20,7 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -123,6 +126,7 @@ public:
         check_hosts_files();
         check_containerd();
         check_readiness();
+        check_scope();
         if (opts_.image) {
             check_image(*opts_.image);
         }
@@ -719,6 +723,99 @@ private:
                   "again"));
     }
 
+    // 7b. the pull scope: the rule, and one list of this node's pods as the proxy would do it.
+    void check_scope() {
+        const auto& sc = cfg_->scope;
+        const auto rule = routing::scope_rule::from(sc);
+        if (!sc.enabled) {
+            emit(warn("pull scope: none configured: the proxy gives credentials to every pod on this node",
+                      "add a `scope:` section (namespaces, serviceAccounts) to the YAML, or load the add-on's "
+                      "acr-configuration (watch-namespace, service-account); see docs/scope.md"));
+            return;
+        }
+        emit(pass("pull scope: " + rule.describe_namespaces() + "; " + rule.describe_service_accounts() +
+                  "; waitForPod " + std::to_string(sc.wait_for_pod.count()) + " ms"));
+        auto access = config::load_kube_access(opts_.kube);
+        if (!access.access) {
+            emit(fail("pull scope: the Kubernetes API: " + fmt::format("{}", fmt::join(access.errors, "; ")),
+                      "run in the DaemonSet (in-cluster access) or pass --kubeconfig FILE; the proxy refuses to "
+                      "start with a scope it cannot enforce"));
+            return;
+        }
+        std::array<char, 256> host{};
+        if (::gethostname(host.data(), host.size() - 1) != 0) {
+            host[0] = '\0';
+        }
+        const char* env_node = std::getenv("NODE_NAME");
+        const auto node = config::choose_node_name(
+            opts_.node_name ? std::optional<std::string_view>(*opts_.node_name) : std::nullopt,
+            env_node != nullptr && *env_node != '\0' ? std::optional<std::string_view>(env_node) : std::nullopt,
+            host.data());
+        if (!node.error.empty()) {
+            emit(fail("pull scope: " + node.error, "pass --node-name NAME (the Kubernetes node name)"));
+            return;
+        }
+        pod_watcher_options wo;
+        wo.access = std::move(*access.access);
+        wo.node_name = node.name;
+        wo.rule = rule;
+        wo.connect_timeout = opts_.timeout;
+        wo.list_timeout = opts_.timeout;
+        auto watcher = std::make_unique<pod_watcher>(std::move(wo));
+        const auto& a = watcher->options().access;
+        if (auto err = watcher->list_now(std::chrono::milliseconds(0)); !err.empty()) {
+            emit(fail("pull scope: listing the pods of node " + node.name + " (" + node.from + ") from " + a.server +
+                          " (" + a.source + "): " + err,
+                      "grant the proxy's identity get/list/watch on pods (deploy/kubernetes has the ClusterRole), "
+                      "check the token or client certificate and that the API server is reachable"));
+            return;
+        }
+        const auto index = watcher->holder().load();
+        emit(pass("pull scope: node " + node.name + " (" + node.from + "): " + std::to_string(index->pods_indexed()) +
+                  " pod(s), " + std::to_string(index->references_indexed()) + " in-scope image reference(s), from " +
+                  a.server));
+        scope_ = std::move(watcher);
+    }
+
+    // With a pull scope: which pods on this node reference the image, and what the proxy decides.
+    void check_image_scope(const routing::image_reference& ref) {
+        if (!cfg_->scope.enabled || !scope_) {
+            return;
+        }
+        const auto index = scope_->holder().load();
+        const auto pods = index->pods_referencing(ref.host, ref.repository);
+        std::vector<std::string> names;
+        for (const auto* p : pods) {
+            if (names.size() == 5) {
+                names.push_back("and " + std::to_string(pods.size() - 5) + " more");
+                break;
+            }
+            names.push_back(p->id() + " (ServiceAccount " + p->service_account + ", " +
+                            (index->rule().allows(*p) ? "in scope" : "out of scope") + ")");
+        }
+        const auto d = index->decide(ref.host, ref.repository);
+        const std::string what = "image " + ref.str() + ": pull scope";
+        switch (d.verdict) {
+            case routing::scope_verdict::allowed:
+                emit(pass(what + ": allowed, " + d.reason + "; referenced by " +
+                          fmt::format("{}", fmt::join(names, ", "))));
+                break;
+            case routing::scope_verdict::denied:
+                emit(fail(
+                    what + ": denied, " + d.reason + "; referenced by " + fmt::format("{}", fmt::join(names, ", ")),
+                    "the proxy answers 404 and containerd pulls from the registry itself with the pod's own "
+                    "imagePullSecrets; to give it the node's credentials add the namespace to "
+                    "watch-namespace / scope.namespaces, or the ServiceAccount to service-account / "
+                    "scope.serviceAccounts"));
+                break;
+            case routing::scope_verdict::unknown:
+                emit(warn(what + ": " + d.reason +
+                          "; a pull now waits up to waitForPod for such a pod, then gets 404 (containerd then "
+                          "falls back to the registry itself)"));
+                break;
+        }
+    }
+
     // 8. ---------------------------------------------------------------------------
     void check_image(const std::string& text) {
         const auto parsed = doctor::parse_image_reference(text);
@@ -754,6 +851,7 @@ private:
                                                                             : route->acr->instance_id)
                        : std::string("registries[]")) +
                   ")"));
+        check_image_scope(ref);
         const auto url = hosts::proxy_url(cfg_->listen) + "/v2/" + ref.repository + "/manifests/" + ref.reference() +
                          "?ns=" + query_escape_host(ref.host);
         const std::vector<std::pair<std::string, std::string>> accept = {{"Accept", std::string(manifest_accept)}};
@@ -834,7 +932,8 @@ private:
     std::vector<instance_probe> instances_;
     routing::route_table routes_;
     std::vector<const routing::route*> served_;
-    std::set<std::string> configured_;  // domains named in the configuration (lower-case)
+    std::set<std::string> configured_;    // domains named in the configuration (lower-case)
+    std::unique_ptr<pod_watcher> scope_;  // listed once when a scope is configured
 };
 
 }  // namespace

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "config/kube_access.hpp"
 #include "config/loader.hpp"
 
 #include <chrono>
@@ -35,6 +36,8 @@ struct doctor_options {
     std::filesystem::path certs_dir = "/etc/containerd/certs.d";
     std::filesystem::path containerd_config = "/etc/containerd/config.toml";
     std::optional<std::string> image;  // --image REF
+    config::kube_access_options kube;  // --kubeconfig / in-cluster, for the pull scope
+    std::optional<std::string> node_name;
     std::chrono::milliseconds timeout{5000};
     config::environment env = config::environment::process();
 };

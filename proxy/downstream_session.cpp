@@ -23,8 +23,10 @@ constexpr std::size_t max_request_header_fields = 100;
 struct session_io {
     timed_socket* downstream = nullptr;
     upstream_connection* upstream = nullptr;
+    scope_wait scope;  // a request waiting for its pod's watch event
 
     void stop() noexcept {
+        scope.cancel();
         if (upstream != nullptr) {
             upstream->close();
         }
@@ -135,6 +137,21 @@ net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, time
     }
     rc.registry = route->host;
     rc.metrics_registry = route->host;
+    if (st.scope != nullptr) {
+        // The pull scope (issue 10): credentials only for what an in-scope pod on this node references.
+        const auto& holder = st.scope->holder();
+        auto decision = holder.load()->decide(route->host, path->name);
+        if (decision.verdict == routing::scope_verdict::unknown) {
+            st.stats.on_scope_wait();
+            auto wait =
+                decide_scope(holder, st.scope_changed, route->host, path->name, snap.cfg->scope.wait_for_pod, io.scope);
+            decision = co_await std::move(wait);
+        }
+        if (decision.verdict != routing::scope_verdict::allowed) {
+            st.stats.on_scope_denied(decision.verdict == routing::scope_verdict::unknown);
+            co_return co_await local(errc::out_of_scope, route->host, decision.reason);
+        }
+    }
     co_return co_await forward_request({stream, req, *path, *route, snap, st, rc, keep_alive, io.upstream});
 }
 
@@ -148,7 +165,7 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
     // a small one until the client's delayed ACK (40 ms).
     stream.socket.set_option(tcp::no_delay(true), nodelay_ec);
     beast::flat_buffer buffer;
-    session_io io{&stream, nullptr};
+    session_io io{&stream, nullptr, {}};
     entry->stop = [&io] {
         io.stop();
     };
@@ -220,7 +237,7 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
 net::awaitable<void> run_reject_session(std::shared_ptr<server_state> state, tcp::socket socket,
                                         std::shared_ptr<task_group::entry> entry) {
     timed_socket stream(std::move(socket));
-    session_io io{&stream, nullptr};
+    session_io io{&stream, nullptr, {}};
     entry->stop = [&io] {
         io.stop();
     };

@@ -19,6 +19,8 @@ public:
         switch (static_cast<errc>(ev)) {
             case errc::name_unknown:
                 return "registry not served by this proxy";
+            case errc::out_of_scope:
+                return "not in this node's pull scope";
             case errc::not_found:
                 return "not a registry API path served by this proxy";
             case errc::method_not_allowed:
@@ -114,6 +116,9 @@ shape shape_of(errc e) noexcept {
             return {http::status::gateway_timeout, "UNAVAILABLE", false};
         case errc::redirect_invalid:
             return {http::status::bad_gateway, "UNAVAILABLE", false};
+        case errc::out_of_scope:
+            // 404, like an unknown repository: containerd then tries the next host (the origin).
+            return {http::status::not_found, "NAME_UNKNOWN", false};
     }
     return {http::status::internal_server_error, "UNKNOWN", true};
 }
@@ -131,6 +136,11 @@ std::string message_for(errc e, const reply_context& ctx) {
                    " (credentials: " + std::string(ctx.credentials.empty() ? "anonymous" : ctx.credentials) + ")";
         case errc::credentials_unavailable:
             return "credentials for registry " + registry + " cannot be obtained";
+        case errc::out_of_scope:
+            // The scope decision's reason names the rule (or the missing pod); the origin may still serve it.
+            return "scope: " +
+                   (ctx.detail.empty() ? std::string("not in this node's pull scope") : std::string(ctx.detail)) +
+                   "; no credentials from this proxy (try the registry itself)";
         case errc::upstream_unreachable:
         case errc::upstream_tls:
         case errc::upstream_protocol:
@@ -182,7 +192,8 @@ local_reply to_local_reply(const error_code& ec, const reply_context& ctx) {
         message = message_for(e, ctx);
     } else if (ec.category() == tokens::auth_category()) {
         s = shape_of(from_auth_error(static_cast<tokens::auth_errc>(ec.value())));
-        message = ec.message() + " (registry " + (ctx.registry.empty() ? std::string("(none)") : std::string(ctx.registry)) +
+        message = ec.message() + " (registry " +
+                  (ctx.registry.empty() ? std::string("(none)") : std::string(ctx.registry)) +
                   (ctx.repository.empty() ? std::string() : ", repository " + std::string(ctx.repository)) + ")";
     }
     nlohmann::json entry = {{"code", s.code}, {"message", message}};

@@ -38,6 +38,7 @@ enum class errc {
     upstream_protocol,        // the upstream answered something that is not HTTP/1.x: 502
     upstream_timeout,         // connect or response headers took too long: 504
     redirect_invalid,         // followRedirects: bad Location, non-http(s) scheme or over 5 hops: 502
+    out_of_scope,             // scope: no in-scope pod on this node references (host, repository): 404, never forwarded
 };
 
 const boost::system::error_category& proxy_category() noexcept;

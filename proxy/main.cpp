@@ -9,6 +9,7 @@
 #include "proxy/serve.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -26,6 +27,7 @@ constexpr std::string_view usage_text = R"(acr-credential-proxy — node-local r
 Usage:
   acr-credential-proxy serve        (--config FILE | --acr-configuration DIR) [options]
                                     [--certs-dir DIR [--dial-timeout DURATION]] [--reuse-port]
+                                    [--kubeconfig FILE [--kube-context NAME]] [--node-name NAME]
   acr-credential-proxy check-config (--config FILE | --acr-configuration DIR) [options]
   acr-credential-proxy hosts (install | print) (--config FILE | --acr-configuration DIR) [--certs-dir DIR]
                              [--dial-timeout DURATION]
@@ -33,6 +35,7 @@ Usage:
   acr-credential-proxy doctor       (--config FILE | --acr-configuration DIR) [options]
                                     [--certs-dir DIR] [--containerd-config FILE]
                                     [--image REF] [--timeout DURATION]
+                                    [--kubeconfig FILE [--kube-context NAME]] [--node-name NAME]
   acr-credential-proxy version
   acr-credential-proxy --help
 
@@ -86,7 +89,22 @@ Options:
                             DaemonSet's rolling update (maxSurge). Under systemd, socket
                             activation (acr-credential-proxy.socket) keeps the listening
                             socket across restarts instead.
+  --kubeconfig FILE         serve, doctor: reach the Kubernetes API server with this
+                            kubeconfig to watch this node's pods (the pull scope) —
+                            for bare nodes; in a pod the default is in-cluster access
+                            (KUBERNETES_SERVICE_HOST and the mounted ServiceAccount token)
+  --kube-context NAME       the kubeconfig context (default: its current-context)
+  --node-name NAME          the node whose pods are watched (default: $NODE_NAME, set
+                            from spec.nodeName by the DaemonSet, else the host name)
   -h, --help                this text
+
+Pull scope: with a `scope` section in --config, or always with --acr-configuration
+(the add-on's watch-namespace / service-account, defaults `default`), credentials
+go only to images that a pod on this node references, in a watched namespace and
+with an allowed ServiceAccount; anything else gets a 404 so containerd falls back
+to the registry itself. serve lists this node's pods before it listens and exits 1
+when the API server cannot be reached (never serving unscoped by accident). With
+no scope configured it serves every pod and says so once. See docs/scope.md.
 
 Under systemd (Type=notify) serve sends READY=1 once it listens with the
 configuration loaded, and WATCHDOG=1 when WatchdogSec is set.
@@ -103,6 +121,9 @@ struct cli_args {
     std::optional<std::string> certs_dir;     // serve
     std::optional<std::string> dial_timeout;  // serve
     bool reuse_port = false;                  // serve
+    std::optional<std::string> kubeconfig;    // serve, doctor
+    std::optional<std::string> kube_context;  // serve, doctor
+    std::optional<std::string> node_name;     // serve, doctor
 
     std::optional<std::string> containerd_config;  // doctor
     std::optional<std::string> image;              // doctor
@@ -176,6 +197,16 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             (flag == "--certs-dir" ? out.certs_dir : out.dial_timeout) = *v;
             continue;
         }
+        if (is_flag("--kubeconfig") || is_flag("--kube-context") || is_flag("--node-name")) {
+            const auto flag = arg.substr(0, arg.find('='));
+            auto v = value_of(flag);
+            if (!v || v->empty()) {
+                return usage_error(std::string(flag) + " needs a value");
+            }
+            (flag == "--kubeconfig" ? out.kubeconfig : (flag == "--kube-context" ? out.kube_context : out.node_name)) =
+                *v;
+            continue;
+        }
         if (is_flag("--containerd-config") || is_flag("--image") || is_flag("--timeout")) {
             const auto flag = arg.substr(0, arg.find('='));
             auto v = value_of(flag);
@@ -226,6 +257,21 @@ std::optional<acp::config::listen_address> parse_listen_flag(const std::optional
     return parsed;
 }
 
+acp::config::kube_access_options kube_options(const cli_args& args) {
+    acp::config::kube_access_options o;
+    if (args.kubeconfig) {
+        o.kubeconfig = *args.kubeconfig;
+    }
+    o.context = args.kube_context.value_or("");
+    if (const char* h = std::getenv("KUBERNETES_SERVICE_HOST"); h != nullptr && *h != '\0') {
+        o.service_host = h;
+    }
+    if (const char* p = std::getenv("KUBERNETES_SERVICE_PORT"); p != nullptr && *p != '\0') {
+        o.service_port = p;
+    }
+    return o;
+}
+
 // `doctor` loads the configuration itself: an invalid one is its first ✗.
 int run_doctor(const cli_args& args, const std::optional<acp::config::listen_address>& listen,
                const std::optional<acp::config::listen_address>& admin_listen) {
@@ -240,6 +286,8 @@ int run_doctor(const cli_args& args, const std::optional<acp::config::listen_add
         opts.containerd_config = *args.containerd_config;
     }
     opts.image = args.image;
+    opts.kube = kube_options(args);
+    opts.node_name = args.node_name;
     if (args.timeout) {
         const auto t = acp::config::parse_duration(*args.timeout);
         if (!t || t->count() <= 0) {
@@ -265,6 +313,15 @@ int run(cli_args args) {
         return usage_error(
             std::string(args.containerd_config ? "--containerd-config" : (args.image ? "--image" : "--timeout")) +
             " applies to doctor only");
+    }
+    if (args.command != "serve" && args.command != "doctor" &&
+        (args.kubeconfig || args.kube_context || args.node_name)) {
+        return usage_error(
+            std::string(args.kubeconfig ? "--kubeconfig" : (args.kube_context ? "--kube-context" : "--node-name")) +
+            " applies to serve and doctor only");
+    }
+    if (args.kube_context && !args.kubeconfig) {
+        return usage_error("--kube-context needs --kubeconfig");
     }
     if (args.command == "doctor" && args.dial_timeout) {
         return usage_error("--dial-timeout applies to serve and hosts only");
@@ -347,7 +404,9 @@ int run(cli_args args) {
          .admin_listen_override = admin_listen,
          .certs_dir = args.certs_dir ? std::optional<std::filesystem::path>(*args.certs_dir) : std::nullopt,
          .dial_timeout = args.dial_timeout,
-         .reuse_port = args.reuse_port});
+         .reuse_port = args.reuse_port,
+         .kube = kube_options(args),
+         .node_name = args.node_name});
 }
 
 }  // namespace

@@ -100,6 +100,12 @@ std::string metrics::render() const {
     header("acp_config_reloads_total", "counter", "Configuration reloads, by result.");
     out += fmt::format("acp_config_reloads_total{{result=\"ok\"}} {}\n", reloads_ok_);
     out += fmt::format("acp_config_reloads_total{{result=\"rejected\"}} {}\n", reloads_failed_);
+    header("acp_scope_denied_total", "counter",
+           "Requests answered 404 by the pull scope: only out-of-scope pods reference the repository, or none does.");
+    out += fmt::format("acp_scope_denied_total{{reason=\"out_of_scope\"}} {}\n", scope_out_of_scope_);
+    out += fmt::format("acp_scope_denied_total{{reason=\"not_referenced\"}} {}\n", scope_unreferenced_);
+    header("acp_scope_waits_total", "counter", "Requests that waited for a pod on this node to reference them.");
+    out += fmt::format("acp_scope_waits_total {}\n", scope_waits_);
     return out;
 }
 

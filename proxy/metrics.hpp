@@ -28,6 +28,13 @@ public:
     void connection_opened() noexcept { ++open_connections_; }
     void connection_closed() noexcept { --open_connections_; }
     void on_reload(bool ok) noexcept { ++(ok ? reloads_ok_ : reloads_failed_); }
+    /// A request answered 404 by the pull scope: `not_referenced` when no pod on
+    /// the node references it (after the wait), else only out-of-scope pods do.
+    void on_scope_denied(bool not_referenced) noexcept {
+        ++(not_referenced ? scope_unreferenced_ : scope_out_of_scope_);
+    }
+    /// A request that waited for its pod's watch event (whatever came of it).
+    void on_scope_wait() noexcept { ++scope_waits_; }
 
     [[nodiscard]] std::int64_t open_connections() const noexcept { return open_connections_; }
     [[nodiscard]] std::uint64_t upstream_connections_reused() const noexcept { return upstream_reused_; }
@@ -51,6 +58,9 @@ private:
     std::int64_t open_connections_ = 0;
     std::uint64_t reloads_ok_ = 0;
     std::uint64_t reloads_failed_ = 0;
+    std::uint64_t scope_out_of_scope_ = 0;
+    std::uint64_t scope_unreferenced_ = 0;
+    std::uint64_t scope_waits_ = 0;
 };
 
 }  // namespace acp::proxy

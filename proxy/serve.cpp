@@ -3,6 +3,7 @@
 #include "config/logging.hpp"
 #include "proxy/certs_sync.hpp"
 #include "proxy/config_watch.hpp"
+#include "proxy/pod_watcher.hpp"
 #include "proxy/server.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/systemd_notify.hpp"
@@ -17,8 +18,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
+#include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <functional>
 #include <sys/prctl.h>
 #include <system_error>
@@ -32,6 +35,8 @@ using clock = std::chrono::steady_clock;
 
 // Several inotify events arrive for one edit (and a ConfigMap swap); one reload serves them all.
 constexpr auto reload_debounce = std::chrono::milliseconds(200);
+// How long start-up keeps trying to list this node's pods before refusing to start.
+constexpr auto start_list_budget = std::chrono::milliseconds(10000);
 
 std::string endpoint_text(const tcp::endpoint& ep) {
     const auto a = ep.address();
@@ -155,6 +160,18 @@ net::awaitable<void> sync_certs_dir(certs_sync* sync, std::shared_ptr<const conf
     co_await net::co_spawn(control, std::move(task), net::use_awaitable);
 }
 
+// A reloaded scope: the rule (namespaces, ServiceAccounts, enabled) applies at once when the watcher
+// runs; starting one (scope turned on, or new API access) needs a restart.
+void apply_scope(pod_watcher* watcher, const config::scope_config& scope) {
+    if (watcher != nullptr) {
+        watcher->set_rule(routing::scope_rule::from(scope));
+    } else if (scope.enabled) {
+        logging::logger("scope")->warn(
+            "the reloaded configuration turns the pull scope on: it takes effect after a restart (the proxy "
+            "started without a scope and keeps serving every pod on this node until then)");
+    }
+}
+
 net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_trigger& trigger,
                                  net::thread_pool::executor_type control, tokens::auth_environment env,
                                  certs_sync* sync, const systemd_notifier& notifier) {
@@ -184,6 +201,7 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
                 log->warn("{}", w);
             }
             logging::setup(next->cfg->log);
+            apply_scope(srv.state()->scope, next->cfg->scope);
             srv.apply(next);
             srv.state()->stats.on_reload(true);
             log->info("configuration reloaded: {} route(s)", next->routes.routes().size());
@@ -257,6 +275,53 @@ net::awaitable<void> run_lifecycle(server* srv, net::signal_set* signals, serve_
     logging::logger("main")->info("stopped");
 }
 
+// The watcher for a configured scope, its first list done; null (after logging why) when the
+// API server cannot be reached: the caller refuses to start.
+std::unique_ptr<pod_watcher> start_scope(const serve_options& opts) {
+    const auto log = logging::logger("scope");
+    const auto& sc = opts.initial->scope;
+    auto access = config::load_kube_access(opts.kube);
+    if (!access.access) {
+        for (const auto& e : access.errors) {
+            log->error("{}", e);
+        }
+        log->error(
+            "a pull scope is configured ({}; {}) but the Kubernetes API cannot be reached: refusing to start "
+            "rather than serve every pod unscoped",
+            routing::scope_rule::from(sc).describe_namespaces(),
+            routing::scope_rule::from(sc).describe_service_accounts());
+        return nullptr;
+    }
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) != 0) {
+        host[0] = '\0';
+    }
+    const char* env_node = std::getenv("NODE_NAME");
+    const auto node = config::choose_node_name(
+        opts.node_name ? std::optional<std::string_view>(*opts.node_name) : std::nullopt,
+        env_node != nullptr && *env_node != '\0' ? std::optional<std::string_view>(env_node) : std::nullopt,
+        host.data());
+    if (!node.error.empty()) {
+        log->error("{}: refusing to start rather than serve every pod unscoped", node.error);
+        return nullptr;
+    }
+    pod_watcher_options wo;
+    wo.access = std::move(*access.access);
+    wo.node_name = node.name;
+    wo.rule = routing::scope_rule::from(sc);
+    const auto rule = wo.rule;
+    auto watcher = std::make_unique<pod_watcher>(std::move(wo));
+    log->info("pull scope: {}; {}; waitForPod {} ms; pods of node {} (from {}) via {}", rule.describe_namespaces(),
+              rule.describe_service_accounts(), sc.wait_for_pod.count(), node.name, node.from,
+              watcher->options().access.source);
+    if (auto err = watcher->list_now(start_list_budget); !err.empty()) {
+        log->error("cannot list the pods of node {} from {}: {}", node.name, watcher->options().access.server, err);
+        log->error("refusing to start: a pull scope is configured and serving without it would widen access");
+        return nullptr;
+    }
+    return watcher;
+}
+
 }  // namespace
 
 int serve(const serve_options& opts) {
@@ -274,6 +339,20 @@ int serve(const serve_options& opts) {
     std::unique_ptr<tokens::acr_password_store> acr;
     auto on_discovery = std::make_shared<std::function<void()>>();
     auto env = tokens::auth_environment::process();
+    // The pull scope first: a scope that cannot be enforced stops the start-up
+    // before anything listens or any hosts.toml points containerd here.
+    std::unique_ptr<pod_watcher> scope;
+    if (opts.initial->scope.enabled) {
+        scope = start_scope(opts);
+        if (!scope) {
+            return 1;
+        }
+    } else {
+        logging::logger("scope")->warn(
+            "no `scope` section (or scope.enabled: false) in {}: serving every pod on this node (unscoped); add "
+            "`scope:` to give credentials only to pods in chosen namespaces and ServiceAccounts (docs/scope.md)",
+            opts.initial->source.empty() ? std::string("the configuration") : opts.initial->source);
+    }
     std::shared_ptr<const snapshot> snap;
     try {
         if (!opts.initial->acr_instances.empty()) {
@@ -301,6 +380,17 @@ int serve(const serve_options& opts) {
 
     server srv(ioc, snap);
     srv.state()->acr = acr.get();
+    srv.state()->scope = scope.get();
+    if (scope) {
+        // Each published index wakes the requests waiting for their pod, on the event loop.
+        scope->start([&ioc, weak = std::weak_ptr<server_state>(srv.state())] {
+            net::post(ioc, [weak] {
+                if (auto st = weak.lock()) {
+                    st->scope_changed.notify();
+                }
+            });
+        });
+    }
     std::string what;
     auto inherited = take_inherited();
     if (auto ec = srv.listen(what, inherited, {.reuse_port = opts.reuse_port})) {
@@ -347,6 +437,9 @@ int serve(const serve_options& opts) {
     });
     ioc.run();
     control.join();
+    if (scope) {
+        scope->stop();
+    }
     if (acr) {
         acr->stop();
     }

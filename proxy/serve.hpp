@@ -8,6 +8,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "config/kube_access.hpp"
 #include "config/loader.hpp"
 
 #include <filesystem>
@@ -30,6 +31,10 @@ struct serve_options {
     // --reuse-port: SO_REUSEPORT hand-over to/from another process on the same
     // addresses (a DaemonSet rolling update with maxSurge); see listeners.hpp.
     bool reuse_port = false;
+    // The pull scope's access to the Kubernetes API (--kubeconfig / in-cluster) and
+    // the node whose pods are watched (--node-name, else $NODE_NAME, else the host name).
+    config::kube_access_options kube;
+    std::optional<std::string> node_name;
 };
 
 /// Returns the process exit status: 0 after a clean shutdown, 1 when a

@@ -7,6 +7,8 @@
 #pragma once
 
 #include "proxy/metrics.hpp"
+#include "proxy/pod_watcher.hpp"
+#include "proxy/scope_gate.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/task_group.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -32,6 +34,11 @@ struct server_state {
     /// The node's ACR temporary passwords, owned by serve(); null without ACR
     /// instances. Read lock-free (readiness, metrics).
     const tokens::acr_password_store* acr = nullptr;
+    /// The pull scope's pod watcher, owned by serve(); null when the scope is
+    /// off (every pull allowed). Its index is read lock-free per request.
+    pod_watcher* scope = nullptr;
+    /// Wakes requests waiting for their pod (posted here by the watcher thread).
+    scope_signal scope_changed;
 
     /// A request id unique within this process run: a random prefix and a counter.
     std::string next_request_id();

@@ -38,6 +38,7 @@ TEST_CASE("every error maps to exactly one status, registry code and connection 
         {errc::upstream_protocol, 502, "UNAVAILABLE", false},
         {errc::upstream_timeout, 504, "UNAVAILABLE", false},
         {errc::redirect_invalid, 502, "UNAVAILABLE", false},
+        {errc::out_of_scope, 404, "NAME_UNKNOWN", false},
     };
     for (const auto& r : table) {
         INFO(make_error_code(r.e).message());
@@ -54,7 +55,7 @@ TEST_CASE("every error maps to exactly one status, registry code and connection 
 }
 
 TEST_CASE("no upstream condition ever becomes a 401", "[proxy][errors]") {
-    for (int e = 1; e <= static_cast<int>(errc::redirect_invalid); ++e) {
+    for (int e = 1; e <= static_cast<int>(errc::out_of_scope); ++e) {
         const auto reply = to_local_reply(make_error_code(static_cast<errc>(e)), {});
         CHECK(reply.status != http::status::unauthorized);
     }
