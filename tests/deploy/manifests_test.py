@@ -51,6 +51,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
@@ -476,11 +477,14 @@ class FakeApiServer:
     server the proxy's pod reaches in-cluster. Its kubeconfig gives the URL,
     the CA and the bearer token that kubelet would project into the pod."""
 
-    def __init__(self, tmp, node_name):
+    def __init__(self, tmp, node_name, pods=()):
+        """pods: fake_kube.py --pod specs, NAMESPACE/NAME=IMAGE[,IMAGE...][@SERVICEACCOUNT], on node_name."""
         kubeconfig = os.path.join(tmp.path, "fake-kube.kubeconfig")
-        self.child = harness.Child("fake-kube", [sys.executable, FAKE_KUBE, "--node", node_name,
-                                                 "--kubeconfig-out", kubeconfig],
-                                   tmp.join("fake-kube.log"), env=clean_env())
+        argv = [sys.executable, FAKE_KUBE, "--node", node_name, "--dir", tmp.join("fake-kube"),
+                "--kubeconfig-out", kubeconfig]
+        for p in pods:
+            argv += ["--pod", p]
+        self.child = harness.Child("fake-kube", argv, tmp.join("fake-kube.log"), env=clean_env())
         harness.wait_until(lambda: not self.child.alive() or _complete_yaml(kubeconfig), 20,
                            "fake_kube.py to write its kubeconfig")
         self.child.ensure_alive()
@@ -974,7 +978,11 @@ class ManifestTest(harness.TestCaseBase):
         if watches and not os.path.exists(FAKE_KUBE):
             self.skipTest(f"serve needs an API server (pull scope) and {FAKE_KUBE} does not exist yet")
         tmp = harness.TempDir("k8s")
-        api = FakeApiServer(tmp, NODE_NAME) if os.path.exists(FAKE_KUBE) else None
+        # Two pods on the node: one the add-on's default rule (namespace and ServiceAccount `default`,
+        # as examples/acr-configuration.yaml keeps it) lets pull, one in another namespace.
+        allowed_repo, denied_repo = "team/app", "team/batch"
+        pods = [f"default/web={domains[0]}/{allowed_repo}:1", f"other/job={domains[0]}/{denied_repo}:2"]
+        api = FakeApiServer(tmp, NODE_NAME, pods) if os.path.exists(FAKE_KUBE) else None
         node = Node(tmp.path, cms, api)
 
         # A user's own hosts.toml for one of the domains, already on the node.
@@ -1021,8 +1029,27 @@ class ManifestTest(harness.TestCaseBase):
                 # service variables, NODE_NAME from spec.nodeName. The watch runs after the list.
                 harness.wait_until(lambda: scope_metrics().get("acp_scope_watch_up") == 1, 20,
                                    "the proxy to watch its node's pods (acp_scope_watch_up 1)")
-                self.c.eq(scope_metrics().get("acp_scope_pods_indexed"), 0, "pods indexed (none on the fake node)")
+                m = scope_metrics()
+                self.c.eq(m.get("acp_scope_pods_indexed"), 2, "pods indexed (both pods of the node)")
+                self.c.eq(m.get("acp_scope_references_indexed"), 1, "references indexed (the in-scope pod's)")
                 self.c.check(NODE_NAME in old.log_text(), f"the proxy's log names node {NODE_NAME} (from NODE_NAME)")
+                # The add-on's rule from the mounted ConfigMap: the other namespace's image gets a 404 at once,
+                # naming the rule, and containerd would fall back to the registry.
+                started = time.monotonic()
+                r = harness.request(listen_host, node.port(listen_port), "GET",
+                                    f"/v2/{denied_repo}/manifests/2?ns={domains[0]}", timeout=10, scan_name="scope 404")
+                took = time.monotonic() - started
+                self.c.eq(r.status, 404, f"a pull only an out-of-scope pod references ({r.body!r})")
+                self.c.check(b"NAME_UNKNOWN" in r.body and b"watch-namespace: default" in r.body,
+                             f"the 404 names the rule: {r.body!r}")
+                self.c.check(took < 2, f"the out-of-scope 404 took {took:.2f}s (must not wait for a pod)")
+                self.c.eq(scope_metrics().get('acp_scope_denied_total{reason="out_of_scope"}'), 1,
+                          "acp_scope_denied_total{reason=\"out_of_scope\"}")
+                r = harness.request(listen_host, node.port(listen_port), "GET",
+                                    f"/v2/{allowed_repo}/manifests/1?ns={domains[0]}", timeout=30,
+                                    scan_name="in-scope pull")
+                self.c.check(r.status != 404 and b"watch-namespace" not in r.body and b"references" not in r.body,
+                             f"the in-scope pod's image is not refused by the scope: {r.status} {r.body!r}")
 
             mirror = f'[host."http://{listen_host}:{node.port(listen_port)}"]'
             files = {d: os.path.join(certs_host, d, "hosts.toml") for d in domains}
