@@ -728,9 +728,10 @@ private:
         const auto& sc = cfg_->scope;
         const auto rule = routing::scope_rule::from(sc);
         if (!sc.enabled) {
-            emit(warn("pull scope: none configured: the proxy gives credentials to every pod on this node",
-                      "add a `scope:` section (namespaces, serviceAccounts) to the YAML, or load the add-on's "
-                      "acr-configuration (watch-namespace, service-account); see docs/scope.md"));
+            // A documented choice, not a fault: said plainly, as serve says it once at start-up.
+            emit(
+                pass("pull scope: off (no `scope` section): every pod on this node gets the node's credentials; "
+                     "a `scope:` section limits them to chosen namespaces and ServiceAccounts (docs/scope.md)"));
             return;
         }
         emit(pass("pull scope: " + rule.describe_namespaces() + "; " + rule.describe_service_accounts() +

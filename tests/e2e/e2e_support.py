@@ -131,9 +131,10 @@ def big(layout, seed, size=512 << 20, tag="v1"):
 class Node:
     """The proxy + hosts.toml (from `hosts install`) + containerd with CRI."""
 
-    def __init__(self, tmp, acr, binary, proxy_extra=None, log_level="debug"):
+    def __init__(self, tmp, acr, binary, proxy_extra=None, log_level="debug", proxy_args=()):
         self.tmp, self.acr, self.binary = tmp, acr, binary
         self.proxy_extra = dict(proxy_extra or {})
+        self.proxy_args = list(proxy_args)  # after `serve --config FILE` (e.g. --kubeconfig F --node-name N)
         self.log_level = log_level
         self.certs_dir = tmp.join("certs.d")
         os.makedirs(self.certs_dir, exist_ok=True)
@@ -156,7 +157,9 @@ class Node:
         n = len(self.proxies)
         cfg = self.acr.proxy_config(log={"level": self.log_level, "format": "text"}, **self.proxy_extra)
         self.proxy = proxy_mod.Proxy(self.binary, self.tmp.join(f"proxy{n}"), cfg, env=self.acr.proxy_env(),
-                                     name=f"proxy{n}").start()
+                                     name=f"proxy{n}")
+        self.proxy.extra_args = list(self.proxy_args)
+        self.proxy.start()
         self.proxies.append(self.proxy)
         self.hosts_install_output = self.hosts_install()
         return self.proxy
