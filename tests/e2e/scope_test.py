@@ -240,6 +240,31 @@ class S7MetricsTest(Base):
         c.done()
 
 
+class S8DoctorTest(Base):
+    def doctor(self, image):
+        node = World.node
+        proc = harness.run([node.binary, "doctor", "--config", node.proxy.config_path, "--certs-dir", node.certs_dir,
+                            "--kubeconfig", World.tmp.join("kubeconfig"), "--node-name", NODE, "--image", image,
+                            "--timeout", "5s"], timeout=120, check=False)
+        return [x for x in proc.stdout.splitlines() if "scope" in x]
+
+    def test_doctor_reports_the_rule_the_node_and_who_references_an_image(self):
+        c = harness.Checks(self)
+        lines = self.doctor(ref("scope/other-ns"))
+        text = "\n".join(lines)
+        c.check(any(x.startswith("\u2713") and "watch-namespace: default; service-account: default" in x
+                    for x in lines), f"the rule:\n{text}")
+        c.check(any(x.startswith("\u2713") and f"node {NODE} (--node-name)" in x and "pod(s)" in x for x in lines),
+                f"the node's pods listed:\n{text}")
+        c.check(any(x.startswith("\u2717") and "denied" in x and "team-b/web" in x and "out of scope" in x
+                    for x in lines), f"the image's verdict and its pod:\n{text}")
+        lines = self.doctor(ref("scope/app"))
+        text = "\n".join(lines)
+        c.check(any(x.startswith("\u2713") and "allowed" in x and "default/app" in x for x in lines),
+                f"an in-scope image:\n{text}")
+        c.done()
+
+
 if __name__ == "__main__":
     # The ACR domain is made up: run where not even its lookup can leave the machine.
     harness.enter_private_netns()
