@@ -54,6 +54,9 @@ std::string status_text(long status, std::string_view body) {
         if (auto it = j.find("message"); it != j.end() && it->is_string()) {
             message = it->get<std::string>();
         }
+        if (message == reason) {
+            message.clear();  // {"reason":"Unauthorized","message":"Unauthorized"}: once is enough
+        }
         if (!reason.empty() || !message.empty()) {
             out += " (" + one_line(reason) + (reason.empty() || message.empty() ? "" : ": ") + one_line(message) + ")";
         }
@@ -159,6 +162,8 @@ void pod_watcher::stop() {
 
 void pod_watcher::set_rule(routing::scope_rule rule) {
     std::function<void()> notify;
+    const auto text = rule.enabled ? rule.describe_namespaces() + "; " + rule.describe_service_accounts()
+                                   : std::string("off (every pod on this node may pull)");
     {
         std::lock_guard lock(mutex_);
         if (rule == state_.index().rule()) {
@@ -168,8 +173,7 @@ void pod_watcher::set_rule(routing::scope_rule rule) {
         publish_locked();
         notify = on_change_;
     }
-    log()->info("scope rule now {}; {}", state_.index().rule().describe_namespaces(),
-                state_.index().rule().describe_service_accounts());
+    log()->info("pull scope rule now {}", text);
     if (notify) {
         notify();
     }
@@ -420,8 +424,7 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
                                   opts_.access.server, rv);
     }
     const auto started = clock::now();
-    watching_ = true;
-    const auto rc = curl_easy_perform(c.h);
+    const auto rc = curl_easy_perform(c.h);  // on_watch_body sets watching_ once the 200 stream flows
     watching_ = false;
     if (stopping_) {
         return watch_end::stopped;
@@ -445,9 +448,9 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
         return watch_end::reconnect;
     }
     if (rc == CURLE_OK) {
-        // The server ended the watch (timeoutSeconds): watch again at once, unless it ended early
-        // without a single event (a proxy in the way cutting streams): then back off.
-        const bool early = clock::now() - started < std::chrono::seconds(1) && !t.got_event;
+        // The server ended the watch (timeoutSeconds): watch again at once, unless it ended within a
+        // second (something in the way cutting streams): then back off rather than spin.
+        const bool early = clock::now() - started < std::chrono::seconds(1);
         why = early ? "the API server ended the watch at once" : "";
         return early ? watch_end::reconnect : watch_end::timed_out;
     }
@@ -469,6 +472,7 @@ std::size_t on_watch_body(char* data, std::size_t, std::size_t n, void* p) {
         t->body.append(data, std::min(n, t->limit - std::min(t->limit, t->body.size())));
         return n;
     }
+    t->self->set_watching();
     return t->self->on_stream(std::string_view(data, n), *t) ? n : 0;
 }
 

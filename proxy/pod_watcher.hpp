@@ -82,6 +82,7 @@ public:
     /// libcurl callbacks (watcher thread): watch body bytes; false ends the transfer.
     bool on_stream(std::string_view bytes, transfer& t);
     [[nodiscard]] bool stopping() const noexcept { return stopping_.load(); }
+    void set_watching() noexcept { watching_.store(true, std::memory_order_relaxed); }
 
 private:
     enum class watch_end { timed_out, relist, reconnect, stopped };
