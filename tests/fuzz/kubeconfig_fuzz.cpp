@@ -123,7 +123,11 @@ filled fill(std::string_view input) {
         return false;
     };
     for (const auto& p : placeholders()) {
-        const bool carried = input.find(p.value) != std::string_view::npos;
+        // Any form of it written out in the input (say, in a name) may be shown as the input's own text.
+        bool carried = input.find(p.value) != std::string_view::npos;
+        for (const auto form : p.shown_as) {
+            carried = carried || input.find(form) != std::string_view::npos || in_any(places.other, form);
+        }
         if (!carried && in_any(places.credential, p.value) && !in_any(places.other, p.value)) {
             out.secrets.insert(out.secrets.end(), p.shown_as.begin(), p.shown_as.end());
         }
