@@ -149,7 +149,9 @@ net::awaitable<bool> handle_request(server_state& st, const snapshot& snap, time
         }
         if (decision.verdict != routing::scope_verdict::allowed) {
             st.stats.on_scope_denied(decision.verdict == routing::scope_verdict::unknown);
-            co_return co_await local(errc::out_of_scope, route->host, decision.reason);
+            const bool keep = co_await local(errc::out_of_scope, route->host, decision.reason);
+            rc.error = "scope: " + decision.reason;  // the access log says who refused it
+            co_return keep;
         }
     }
     co_return co_await forward_request({stream, req, *path, *route, snap, st, rc, keep_alive, io.upstream});

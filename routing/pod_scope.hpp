@@ -32,9 +32,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace acp::routing {
@@ -216,18 +218,31 @@ private:
 /// every pull is `unknown` (waits, then 404), never allowed by accident.
 /// generation() counts stores, so a request waiting for its pod re-decides
 /// only when a new index was published.
+///
+/// A mutex, not std::atomic<std::shared_ptr>: the store comes from another
+/// thread, and GCC 12's atomic<shared_ptr> swaps its raw pointer outside what
+/// ThreadSanitizer can see as synchronised. The lock is held only to copy a
+/// shared_ptr (uncontended: one store per pod event).
 class pod_index_holder {
 public:
     explicit pod_index_holder(const scope_rule& rule) : current_(std::make_shared<const pod_index>(rule)) {}
-    [[nodiscard]] std::shared_ptr<const pod_index> load() const noexcept { return current_.load(); }
-    void store(std::shared_ptr<const pod_index> i) noexcept {
-        current_.store(std::move(i));
+    [[nodiscard]] std::shared_ptr<const pod_index> load() const {
+        std::lock_guard lock(mutex_);
+        return current_;
+    }
+    void store(std::shared_ptr<const pod_index> i) {
+        std::shared_ptr<const pod_index> old;  // the previous index is freed outside the lock
+        {
+            std::lock_guard lock(mutex_);
+            old = std::exchange(current_, std::move(i));
+        }
         generation_.fetch_add(1, std::memory_order_release);
     }
     [[nodiscard]] std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
 private:
-    std::atomic<std::shared_ptr<const pod_index>> current_;
+    mutable std::mutex mutex_;
+    std::shared_ptr<const pod_index> current_;
     std::atomic<std::uint64_t> generation_{0};
 };
 
