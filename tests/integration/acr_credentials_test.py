@@ -8,7 +8,11 @@ Wiring (everything on 127.0.0.1, ports picked at run time):
   * fake_alibaba.py: IMDS, STS and the ACR OpenAPI. The proxy signs its
     GetAuthorizationToken calls with an environment AccessKey the fake knows
     (`static_keys`), so the fake checks the ACS3-HMAC-SHA256 signature. Every
-    temporary password lives PASSWORD_LIFE_S.
+    temporary password lives PASSWORD_LIFE_S (10 s: the production ratios -
+    threshold = life / 2, bearer tokens well inside a password's life, the
+    refresh backoff a small fraction of it - on a short clock, so the run
+    sees several refreshes and an outage longer than a password's life in
+    under a minute).
   * token_registry.py: the realm's `password_check_url` points at a small spy
     in this process that forwards each check to the fake's
     POST /check_password: the realm accepts exactly the temporary passwords
@@ -17,15 +21,17 @@ Wiring (everything on 127.0.0.1, ports picked at run time):
   * the proxy: `acrInstances` with one made-up ACR domain whose
     `endpointOverrides` entry is the registry (the domain is never resolved),
     `realmHosts: [127.0.0.1]`, `alibaba.*Endpoint` -> the fake (never a real
-    address), `expiringThreshold: 10s`, debug logging.
+    address), `expiringThreshold: 5s`, `alibaba.refreshBackoffInitial:
+    500ms`, debug logging.
 
 Every test starts its own proxy (the fake's request log is reset first, so
 its GetAuthorizationToken records belong to that proxy):
   T1 a pull (manifest + every blob, digests checked) with no client
      credentials; the realm saw the fake ACR's temporary user and password;
-  T2 refresh ahead of expiry over a 60 s pull loop: zero failed requests, the
-     expected number of GetAuthorizationToken calls (= the refresh metric),
-     spaced as the refresh rule says, and the realm got the new passwords;
+  T2 refresh ahead of expiry over a pull loop of three password lives (30 s):
+     zero failed requests, the expected number of GetAuthorizationToken calls
+     (= the refresh metric), spaced as the refresh rule says, and the realm
+     got the new passwords;
   T3 the OpenAPI down for longer than a password's life: the old password
      serves until it expires, then 503 (registry error JSON naming the
      instance) and /readyz 503 naming it; API back -> pulls and /readyz
@@ -66,14 +72,17 @@ TEMP_USER = "cr_temp_user"  # what the fake ACR's GetAuthorizationToken answers
 AK_ID = "LTAI" + harness.secrets_token()[:20]
 AK_SECRET = harness.secrets_token()
 PUSH_PASSWORD = "push-" + harness.secrets_token()  # the realm's own user, for the initial push only
-PASSWORD_LIFE_S = 20
-THRESHOLD_S = 10
-TOKEN_LIFE_S = 5  # bearer tokens: short, so the proxy goes back to the realm with the current password
+PASSWORD_LIFE_S = 10
+THRESHOLD_S = 5  # expiringThreshold: half a password's life, so a refresh every ~4.5-5 s
+TOKEN_LIFE_S = 3  # bearer tokens (whole seconds): short, so the proxy goes back to the realm with the current password
 ACCEPT = [("Accept", OCI_MANIFEST), ("Accept", OCI_INDEX)]
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-# The store's defaults (config.hpp alibaba_config): refresh_backoff_initial 1 s, cap 5 min.
-BACKOFF_INITIAL_S = 1.0
+# The refresh backoff: alibaba.refreshBackoffInitial as configured below (the default
+# is 1 s; halved with the password's life), refreshBackoffMax the default 5 min.
+BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 300.0
+# Absolute slack for API latency and timer lateness (does not shrink with the clock).
+LATENCY_SLACK_S = 0.5
 
 
 class CheckSpy:
@@ -192,7 +201,7 @@ def start_proxy(name):
     cfg = {
         "expiringThreshold": f"{THRESHOLD_S}s",
         "alibaba": {"regionId": REGION, "imdsEndpoint": fake.url("imds"), "stsEndpoint": fake.url("sts"),
-                    "acrEndpoint": fake.url("acr")},
+                    "acrEndpoint": fake.url("acr"), "refreshBackoffInitial": f"{int(BACKOFF_INITIAL_S * 1000)}ms"},
         "acrInstances": [{"instanceId": INSTANCE, "regionId": REGION, "domains": [DOMAIN],
                           "realmHosts": ["127.0.0.1"]}],
         "endpointOverrides": {DOMAIN: World.tr.registry_url},
@@ -282,10 +291,10 @@ class T1PullTest(Base):
 
 
 class T2RefreshAheadTest(Base):
-    LOOP_S = 60.0
-    INTERVAL_S = 0.5
+    LOOP_S = 3.0 * PASSWORD_LIFE_S  # 30 s: 6-7 passwords
+    INTERVAL_S = 0.25  # 120 manifest GETs over the loop
 
-    def test_refresh_ahead_over_a_60s_pull_loop(self):
+    def test_refresh_ahead_over_a_pull_loop_of_three_password_lives(self):
         t_start = time.time()
         self.proxy = start_proxy("t2")
         c = harness.Checks(self)
@@ -320,15 +329,18 @@ class T2RefreshAheadTest(Base):
         gaps = [b - a for a, b in zip(issued, issued[1:])]
         # The refresh rule (acr_password_store.hpp compute_refresh_at): a password
         # issued at s expiring at s + L is refreshed at s + L - T - j*T/10, j in [0,1)
-        # (never before s + L/4). L = 20 s, T = 10 s: every 9..10 s (+ API latency).
+        # (never before s + L/4). L = 10 s, T = 5 s: every 4.5..5 s (+ API latency).
         # Over W seconds from the first fetch to the end of the loop that is
-        #   count = 1 + floor(W / gap), gap in [9, 10.5]  (0.5 s slack for latency),
-        # i.e. 7 for W ~ 61 s.
+        #   count = 1 + floor(W / gap), gap in [4.5, 5.5]  (0.5 s slack for latency),
+        # i.e. 6 or 7 for W ~ 30 s.
+        gap_min = (PASSWORD_LIFE_S - THRESHOLD_S) - THRESHOLD_S / 10
+        gap_max = (PASSWORD_LIFE_S - THRESHOLD_S) + LATENCY_SLACK_S
         window = t_end - issued[0] if issued else 0
-        lo = 1 + math.floor(window / (PASSWORD_LIFE_S - THRESHOLD_S + 0.5))
-        hi = 1 + math.floor(window / ((PASSWORD_LIFE_S - THRESHOLD_S) - THRESHOLD_S / 10))
+        lo = 1 + math.floor(window / gap_max)
+        hi = 1 + math.floor(window / gap_min)
         c.check(lo <= len(calls) <= hi, f"GetAuthorizationToken count {len(calls)} not in [{lo}, {hi}] over {window:.1f}s")
-        c.check(all(8.9 <= g <= 10.6 for g in gaps), f"refresh gaps outside [9, 10.5] s: {[round(g, 2) for g in gaps]}")
+        c.check(all(gap_min - 0.1 <= g <= gap_max + 0.1 for g in gaps),
+                f"refresh gaps outside [{gap_min}, {gap_max}] s: {[round(g, 2) for g in gaps]}")
         c.check(issued and issued[0] - t_start < 5, "first fetch at proxy start")
         # The realm got the new passwords: each password but possibly the newest
         # (issued near the end) was presented with bearer tokens living TOKEN_LIFE_S.
