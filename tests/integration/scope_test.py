@@ -365,6 +365,25 @@ class Scoped(harness.TestCaseBase):
         c.check(took < 1.0, f"at once ({took:.2f}s)")
         c.done()
 
+    def test_y_bookmark_moves_the_resource_version(self):
+        c = harness.Checks(self)
+        k = World.kube
+        harness.wait_until(lambda: k.stats()["open_watches"] >= 1, 15, "the proxy's watch to be open")
+        k.add_pod("default", "on-n2", [f"{REG}/n2/app:v1"], node="n2")  # a newer RV, no event for node n1
+        sent = k.stats()["bookmarks"]
+        k.bookmark()
+        harness.wait_until(lambda: k.stats()["bookmarks"] > sent, 10, "the bookmark to be sent")
+        bookmark_rv = k.resource_version
+        watches = k.stats()["watches"]
+        k.end_watches()  # a clean end: the proxy reads everything before it, the bookmark included
+        harness.wait_until(lambda: k.stats()["watches"] > watches, 15, "the proxy to watch again")
+        target = [t for m, t in k.stats()["requests"] if "watch=" in t][-1]
+        query = dict(kv.split("=", 1) for kv in target.split("?", 1)[1].split("&"))
+        c.eq(query.get("resourceVersion"), str(bookmark_rv), f"the next watch resumes from the bookmark ({target})")
+        c.eq(query.get("allowWatchBookmarks"), "true", "bookmarks asked for")
+        c.eq(query.get("fieldSelector"), f"spec.nodeName%3D{NODE}", "only this node's pods")
+        c.done()
+
     def test_y_reconnect_after_dropped_watches(self):
         c = harness.Checks(self)
         k = World.kube
@@ -566,8 +585,12 @@ class Refusals(harness.TestCaseBase):
         doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{dead}"
         with open(kc, "w") as f:
             json.dump(doc, f)
-        status, log, listened, took = self._run("refuse-down", ["--kubeconfig", kc, "--node-name", NODE])
+        certs = World.tmp.join("refuse-down-certs")
+        os.makedirs(certs, exist_ok=True)
+        status, log, listened, took = self._run("refuse-down",
+                                                ["--kubeconfig", kc, "--node-name", NODE, "--certs-dir", certs])
         c.eq(status, 1, "exit status")
+        c.eq(os.listdir(certs), [], "no hosts.toml written (containerd is never pointed at a proxy that refused)")
         c.check(f"cannot list the pods of node {NODE} from https://127.0.0.1:{dead}" in log,
                 f"the message names the node and the server: {log[-600:]!r}")
         c.eq(listened, [], "never listened")
