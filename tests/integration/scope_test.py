@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fake_upstream  # noqa: E402
 import harness  # noqa: E402
 import proxy as proxy_mod  # noqa: E402
+import secret_log  # noqa: E402
 from fake_kube import FakeKube, write_secret_file  # noqa: E402
 
 NODE = "n1"
@@ -77,6 +78,7 @@ def setUpModule():
     World.kube = FakeKube(World.tmp.join("kube"), node=NODE).start()
     World.upstream = fake_upstream.FakeServer(_upstream_handler, "fake-registry").start()
     World.password = harness.secrets_token()
+    secret_log.register_basic("registry-password", "robot", World.password)  # the header the proxy builds
     World.password_file = World.tmp.join("robot.password")
     write_secret_file(World.password_file, World.password)
     World.token_file = World.tmp.join("kube-token")
@@ -608,6 +610,19 @@ class Refusals(harness.TestCaseBase):
         c.check(f"cannot list the pods of node {NODE} from {World.kube.url}" in log and "403" in log,
                 f"the message names the node, the server and the 403: {log[-600:]!r}")
         c.eq(listened, [], "never listened")
+        c.done()
+
+    def test_transient_list_failures_at_start_are_retried(self):
+        c = harness.Checks(self)
+        k = World.kube
+        lists = k.stats()["lists"]
+        k.fail_lists(2, status=500)
+        p = start_proxy("retry-start", scoped(["default"], ["default"]))
+        try:
+            c.eq(k.stats()["lists"] - lists, 3, "two failed lists, then the one that worked")
+            c.check("failed (attempt 1)" in p.log_text() and "500" in p.log_text(), "each failure is logged")
+        finally:
+            c.eq(p.stop(), 0, "exit status")
         c.done()
 
     def test_no_kubeconfig_outside_a_pod(self):

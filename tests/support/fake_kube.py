@@ -32,8 +32,9 @@ Python control API (tests import this module):
   add_pod(namespace, name, images, service_account="default", node=None,
           init_images=(), ephemeral_images=(), uid=None) -> uid
   modify_pod(uid, images=..., service_account=..., node=..., ...); delete_pod(uid)
-  compact(); drop_watches(); slow(seconds); fail_lists(n, status=500);
-  bookmark_every(seconds); add_token() / revoke_token(); forbidden = True
+  compact(); drop_watches() (abrupt); end_watches() (clean end); slow(seconds);
+  fail_lists(n, status=500); bookmark(); bookmark_every(seconds);
+  add_token() / revoke_token(token); forbidden = True
   stats() -> dict(lists, watches, open_watches, events, bookmarks, auth_ok,
           last_token (index into tokens, never the value), requests [(method, target)])
   write_kubeconfig(path, token_file=None, token=None, ...)
