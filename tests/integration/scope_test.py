@@ -15,10 +15,11 @@ upstream never contacted; a pod whose event arrives 2 s after the pull starts
 still pulls; no pod at all -> 404 after waitForPod; `all` and `*`; init and
 ephemeral containers; docker.io familiar names; a deleted pod; 410 after a
 compaction (re-list); dropped watches (reconnect, pods added in the gap seen);
-a slow watch; a rotated token file; a reload that changes namespaces; no
-scope section (unscoped, said once); the add-on's ConfigMap form (default
-scope); a scope without a reachable API server (exit 1, never listens);
-/metrics; /v2/ never gated. The fake itself is checked first with plain
+a slow watch; a bookmark moving the resourceVersion the next watch resumes
+from; a rotated token file; a reload that changes namespaces; no scope
+section (unscoped, said once); the add-on's ConfigMap form (default scope);
+list failures at start retried; a scope without a reachable API server or
+with a 403 (exit 1, never listens, no hosts.toml); /metrics; /v2/ never gated. The fake itself is checked first with plain
 HTTP requests (list, watch events, bookmark, 410 after compact, 401).
 """
 
