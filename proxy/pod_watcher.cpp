@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <utility>
 
@@ -188,7 +189,17 @@ void pod_watcher::publish_locked() {
     holder_.store(state_.snapshot());
 }
 
+std::int64_t pod_watcher::random_below(std::int64_t n) {
+    if (n <= 1) {
+        return 0;
+    }
+    std::lock_guard lock(mutex_);
+    return std::uniform_int_distribution<std::int64_t>(0, n - 1)(random_);
+}
+
 bool pod_watcher::sleep_for(std::chrono::milliseconds d) {
+    // +-20 %: after an API server outage the nodes' retries spread out instead of arriving together.
+    d += std::chrono::milliseconds(random_below(d.count() * 2 / 5 + 1) - d.count() / 5);
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, d, [this] { return stopping_.load(); });
     return !stopping_;
@@ -297,7 +308,7 @@ std::string curl_error(CURLcode rc, const char* errbuf) {
 
 }  // namespace
 
-std::string pod_watcher::list_once() {
+std::string pod_watcher::list_once(bool consistent) {
     curl_handle c;
     if (c.h == nullptr) {
         return "curl_easy_init failed";
@@ -309,7 +320,7 @@ std::string pod_watcher::list_once() {
     t.self = this;
     t.limit = routing::max_pod_list_bytes;
     std::array<char, CURL_ERROR_SIZE> errbuf{};
-    const auto url = url_for(c, opts_.access, routing::pod_list_target(opts_.node_name));
+    const auto url = url_for(c, opts_.access, routing::pod_list_target(opts_.node_name, consistent ? "" : "0"));
     curl_easy_setopt(c.h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c.h, CURLOPT_ERRORBUFFER, errbuf.data());
     curl_easy_setopt(c.h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opts_.connect_timeout.count()));
@@ -362,12 +373,14 @@ std::string pod_watcher::list_now(std::chrono::milliseconds budget) {
             return {};
         }
         const auto now = clock::now();
-        if (now + backoff >= deadline || stopping_) {
+        if (now >= deadline || stopping_) {
             return last;
         }
+        // The last wait is cut to what is left of the budget, so the last attempt comes at its end.
+        const auto wait = std::min(backoff, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
         log()->warn("listing the pods of node {} from {} failed (attempt {}): {}; retrying in {} ms", opts_.node_name,
-                    opts_.access.server, attempt, last, backoff.count());
-        if (!sleep_for(backoff)) {
+                    opts_.access.server, attempt, last, wait.count());
+        if (!sleep_for(wait)) {
             return last;
         }
         backoff = std::min(backoff * 2, opts_.backoff_max);
@@ -405,13 +418,16 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
     t.limit = max_error_body;
     t.handle = c.h;
     std::array<char, CURL_ERROR_SIZE> errbuf{};
-    const auto url = url_for(c, opts_.access, routing::pod_watch_target(opts_.node_name, rv, opts_.watch_timeout));
+    // timeoutSeconds spread over [t, 2t) as client-go does: the proxies on every node of a cluster do not all
+    // re-watch at the same moment.
+    const auto timeout = opts_.watch_timeout + std::chrono::seconds(random_below(opts_.watch_timeout.count()));
+    const auto url = url_for(c, opts_.access, routing::pod_watch_target(opts_.node_name, rv, timeout));
     curl_easy_setopt(c.h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c.h, CURLOPT_ERRORBUFFER, errbuf.data());
     curl_easy_setopt(c.h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opts_.connect_timeout.count()));
     // The server ends the watch after timeoutSeconds; a silent connection ends here a minute later.
     const auto total =
-        std::chrono::duration_cast<std::chrono::milliseconds>(opts_.watch_timeout) + std::chrono::milliseconds(60000);
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout) + std::chrono::milliseconds(60000);
     curl_easy_setopt(c.h, CURLOPT_TIMEOUT_MS, static_cast<long>(total.count()));
     curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, on_watch_body);
     curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &t);
@@ -546,7 +562,7 @@ void pod_watcher::run() {
     while (!stopping_) {
         if (need_list) {
             relists_.fetch_add(1, std::memory_order_relaxed);
-            const auto err = list_once();
+            const auto err = list_once(true);
             if (!err.empty()) {
                 log()->warn("re-listing the pods of node {} from {} failed: {}; retrying in {} ms", opts_.node_name,
                             opts_.access.server, err, backoff.count());

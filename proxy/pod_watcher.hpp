@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -88,10 +89,11 @@ private:
     enum class watch_end { timed_out, relist, reconnect, stopped };
 
     void run();
-    std::string list_once();
+    std::string list_once(bool consistent = false);  // false: from the watch cache (resourceVersion=0)
     watch_end watch_once(std::string& why);
     void publish_locked();
     bool sleep_for(std::chrono::milliseconds d);  // false when stopping
+    std::int64_t random_below(std::int64_t n);    // jitter, in [0, n)
 
     pod_watcher_options opts_;
     routing::pod_index_holder holder_;
@@ -104,6 +106,7 @@ private:
     std::atomic<std::uint64_t> reconnects_{0};
     std::atomic<std::uint64_t> relists_{0};
     std::atomic<bool> watching_{false};
+    std::minstd_rand random_{std::random_device{}()};  // guarded by mutex_
     std::thread thread_;
 };
 

@@ -30,14 +30,26 @@ std::string percent_encoded(std::string_view s) {
 
 }  // namespace
 
-std::string pod_list_target(std::string_view node_name) {
+namespace {
+
+std::string selector_target(std::string_view node_name) {
     return "/api/v1/pods?fieldSelector=" + percent_encoded("spec.nodeName=" + std::string(node_name));
+}
+
+}  // namespace
+
+std::string pod_list_target(std::string_view node_name, std::string_view resource_version) {
+    auto target = selector_target(node_name);
+    if (!resource_version.empty()) {
+        target += "&resourceVersion=" + percent_encoded(resource_version);
+    }
+    return target;
 }
 
 std::string pod_watch_target(std::string_view node_name, std::string_view resource_version,
                              std::chrono::seconds timeout) {
     const auto seconds = timeout.count() < 1 ? 1 : timeout.count();
-    return pod_list_target(node_name) +
+    return selector_target(node_name) +
            "&watch=1&allowWatchBookmarks=true&resourceVersion=" + percent_encoded(resource_version) +
            "&timeoutSeconds=" + std::to_string(seconds);
 }

@@ -27,8 +27,13 @@
 namespace acp::routing {
 
 /// `GET` target listing the pods bound to `node_name` (a DNS subdomain, from
-/// the downward API): /api/v1/pods?fieldSelector=spec.nodeName%3D<node>
-[[nodiscard]] std::string pod_list_target(std::string_view node_name);
+/// the downward API): /api/v1/pods?fieldSelector=spec.nodeName%3D<node>, with
+/// `&resourceVersion=<rv>` when `resource_version` is not empty. "0" (the
+/// first list, as client-go's reflector does) lets the API server answer from
+/// its watch cache instead of a quorum read of every pod in etcd — what a
+/// DaemonSet on every node must do; "" (a re-list after 410 Gone) asks for a
+/// consistent read so the index never goes back in time.
+[[nodiscard]] std::string pod_list_target(std::string_view node_name, std::string_view resource_version = "0");
 
 /// `GET` target watching them from `resource_version` (percent-encoded),
 /// with bookmarks, the server ending the watch after `timeout` (>= 1 s).
