@@ -19,6 +19,9 @@ using request_parser = http::request_parser<http::empty_body>;
 // the byte limit alone would let 16 KiB of tiny fields through to the upstream.
 constexpr std::size_t max_request_header_fields = 100;
 
+// How long a connection accepted before a drain may still take to send its first byte.
+constexpr auto first_byte_grace_on_drain = std::chrono::seconds(1);
+
 // What the stop hook closes: the downstream stream and the upstream in use.
 struct session_io {
     timed_socket* downstream = nullptr;
@@ -41,7 +44,10 @@ struct session_io {
 // Clears the stop hook when the frame goes away.
 struct stop_hook_guard {
     task_group::entry& entry;
-    ~stop_hook_guard() { entry.stop = nullptr; }
+    ~stop_hook_guard() {
+        entry.stop = nullptr;
+        entry.on_drain = nullptr;
+    }
 };
 
 void close_gracefully(timed_socket& s) {
@@ -188,7 +194,16 @@ net::awaitable<void> run_downstream_session(std::shared_ptr<server_state> state,
         }
         if (buffer.size() == 0) {
             stream.deadline.expires_after(state->snapshots.load()->cfg->timeouts.idle);
+            if (first) {
+                // A drain that begins while a new connection has sent nothing gives it a moment for
+                // its request, not the whole idle timeout: clients open spare connections they may
+                // never use (containerd does), and those would hold the shutdown up to shutdownGrace.
+                entry->on_drain = [&stream] {
+                    stream.deadline.expires_after(first_byte_grace_on_drain);
+                };
+            }
             auto [ec, n] = co_await stream.socket.async_read_some(buffer.prepare(4096), use_nothrow);
+            entry->on_drain = nullptr;
             if (ec) {
                 break;  // closed, reset, idle timeout or stopped
             }

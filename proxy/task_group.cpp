@@ -41,6 +41,8 @@ void task_group::stop_idle() {
     for (const auto& e : snapshot) {
         if (!e->busy && e->stop) {
             e->stop();
+        } else if (e->busy && e->on_drain) {
+            e->on_drain();
         }
     }
 }

@@ -31,6 +31,7 @@ public:
         net::cancellation_signal signal;  // terminal cancellation of whatever the task awaits
         std::function<void()> stop;       // set by the task: closes its sockets
         bool busy = false;                // set by the task while a request is in flight
+        std::function<void()> on_drain;   // set by a busy task that can end sooner: stop_idle() calls it
     };
 
     explicit task_group(std::string name) : name_(std::move(name)) {}
@@ -44,7 +45,8 @@ public:
 
     [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
-    /// Stops tasks that are between requests (idle keep-alive).
+    /// Stops tasks that are between requests (idle keep-alive); tells busy ones
+    /// with an on_drain hook (a connection still waiting for its first byte).
     void stop_idle();
     /// Cancels and stops every task.
     void stop_all();

@@ -587,6 +587,31 @@ TEST_CASE("shutdown lets an in-flight transfer finish and closes idle connection
     stopper.join();
 }
 
+TEST_CASE("shutdown gives a connection that has sent nothing a moment for its request, not the idle timeout",
+          "[proxy][server][lifecycle]") {
+    fake_upstream up([](const recorded_request&) { return fake_response{200, {}, "ok"}; });
+    auto cfg = test_config();
+    cfg->timeouts.idle = std::chrono::seconds(30);
+    cfg->timeouts.shutdown_grace = std::chrono::seconds(30);
+    add_http_registry(*cfg, reg, up.authority());
+    auto p = std::make_unique<proxy_under_test>(cfg);
+    client silent(p->data());  // a spare connection (containerd opens some): never sends a byte
+    client late(p->data());    // connected before the drain, its request comes just after it starts
+    REQUIRE(eventually([&] {
+        return client(p->admin()).get("/metrics").body().find("acp_open_connections 2\n") != std::string::npos;
+    }));
+    const auto start = std::chrono::steady_clock::now();
+    std::thread stopper([&] { p->shutdown(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    late.send_raw("GET " + manifest_path() + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = late.read_response();
+    CHECK(res.result_int() == 200);
+    CHECK_FALSE(res.keep_alive());
+    CHECK(silent.closed_by_peer(std::chrono::seconds(5)));
+    stopper.join();
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+}
+
 TEST_CASE("shutdown cancels transfers still running after the grace period", "[proxy][server][lifecycle]") {
     fake_upstream up([](const recorded_request&) {
         fake_response r;
