@@ -64,6 +64,21 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value, std::uint8_t f
                       value.size(), flags};
 }
 
+// nghttp2's message for the log and the error body: what precedes any echo of
+// the received field (", name: [..], value: [..]" may hold anything the peer
+// sent), printable ASCII only, bounded.
+std::string printable_reason(std::string_view msg) {
+    if (const auto at = msg.find(", name:"); at != std::string_view::npos) {
+        msg = msg.substr(0, at);
+    }
+    std::string out;
+    for (const char c : msg.substr(0, 160)) {
+        const auto u = static_cast<unsigned char>(c);
+        out.push_back(u >= 0x20 && u < 0x7f ? c : '?');
+    }
+    return out;
+}
+
 std::string h2_error_name(std::uint32_t code) {
     return nghttp2_http2_strerror(code);
 }
@@ -347,7 +362,7 @@ struct h2_client_codec::impl {
     }
 
     static int on_error(nghttp2_session*, int, const char* msg, std::size_t len, void* user_data) {
-        self(user_data).last_lib_error.assign(msg, std::min<std::size_t>(len, 200));
+        self(user_data).last_lib_error = printable_reason({msg, len});
         return 0;
     }
 
