@@ -16,9 +16,9 @@ works only when the proxy injects them.
 
   S1 a pod in a watched namespace with an allowed ServiceAccount: its image pulls.
   S2 a pod in another namespace: the proxy answers 404 at once naming
-     watch-namespace; containerd falls back to the registry itself (here
-     unreachable, as a made-up domain) and the pull fails; the registry never
-     saw a request for that repository.
+     watch-namespace; containerd falls back to the registry itself (its error
+     names https://DOMAIN/v2/…: unreachable here, a made-up domain) and the
+     pull fails; the registry never saw a request for that repository.
   S3 the same for a pod whose ServiceAccount is not allowed (service-account).
   S4 a pod whose watch event arrives 2 s after the pull started: the request
      waits for it and the pull succeeds.
@@ -127,7 +127,11 @@ class Base(harness.TestCaseBase):
         with self.assertRaises(cri.CriError) as caught:
             World.node.cri_pull(ref(repo), timeout=120)
         seconds = time.monotonic() - started
-        lines = self.access(repo)
+        # After the proxy's 404 containerd went on to the registry itself (hosts.toml's server), which
+        # is a made-up name here: the pull fails there, where a pod's own imagePullSecrets would apply.
+        details = caught.exception.details or ""
+        c.check(f'"https://{DOMAIN}/v2/{repo}/manifests/v1"' in details,
+                f"containerd did not fall back to the registry itself: {details[:400]}")
         c.check(len(lines) >= 1, f"no access line for {repo}")
         c.check(all("status=404" in x for x in lines), f"the proxy's answers for {repo}: {lines}")
         c.check(all(rule_text in x for x in lines), f"{rule_text!r} not named in {lines}")
