@@ -132,6 +132,7 @@ class Base(harness.TestCaseBase):
         details = caught.exception.details or ""
         c.check(f'"https://{DOMAIN}/v2/{repo}/manifests/v1"' in details,
                 f"containerd did not fall back to the registry itself: {details[:400]}")
+        lines = self.access(repo)
         c.check(len(lines) >= 1, f"no access line for {repo}")
         c.check(all("status=404" in x for x in lines), f"the proxy's answers for {repo}: {lines}")
         c.check(all(rule_text in x for x in lines), f"{rule_text!r} not named in {lines}")
