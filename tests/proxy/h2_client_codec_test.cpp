@@ -862,3 +862,19 @@ TEST_CASE("h2 codec: the codec moves without losing its session", "[h2_client_co
     auto got = run(c, s, {id});
     CHECK(got[id].ended);
 }
+
+TEST_CASE("h2 codec: a stream cancelled before its request left never reaches the server", "[h2_client_codec]") {
+    h2_client_codec c;
+    test_server s({.body_size = 10});
+    pump(c, s);
+    auto a = opened(c.submit_request(get("/v2/r/manifests/a")));
+    auto b = opened(c.submit_request(get("/v2/r/manifests/b")));
+    c.cancel(a);
+    auto got = run(c, s, {b});
+    CHECK(s.completed_requests() == std::vector<std::int32_t>{b});
+    CHECK_FALSE(c.next_event(a));
+    CHECK(got[b].ended);
+    c.release(b);
+    CHECK(c.open_streams() == 0);
+    CHECK(c.can_submit());
+}
