@@ -390,6 +390,7 @@ std::string pod_watcher::list_now(std::chrono::milliseconds budget) {
 namespace {
 
 std::size_t on_watch_body(char* data, std::size_t, std::size_t n, void* p);
+std::size_t on_watch_header(char* data, std::size_t, std::size_t n, void* p);
 int on_watch_progress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
 
 }  // namespace
@@ -430,6 +431,8 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
         std::chrono::duration_cast<std::chrono::milliseconds>(timeout) + std::chrono::milliseconds(60000);
     curl_easy_setopt(c.h, CURLOPT_TIMEOUT_MS, static_cast<long>(total.count()));
     curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, on_watch_body);
+    curl_easy_setopt(c.h, CURLOPT_HEADERFUNCTION, on_watch_header);
+    curl_easy_setopt(c.h, CURLOPT_HEADERDATA, &t);
     curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(c.h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c.h, CURLOPT_XFERINFOFUNCTION, on_watch_progress);
@@ -440,7 +443,7 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
                                   opts_.access.server, rv);
     }
     const auto started = clock::now();
-    const auto rc = curl_easy_perform(c.h);  // on_watch_body sets watching_ once the 200 stream flows
+    const auto rc = curl_easy_perform(c.h);  // on_watch_header sets watching_ once a 200 head has arrived
     watching_ = false;
     if (stopping_) {
         return watch_end::stopped;
@@ -488,8 +491,21 @@ std::size_t on_watch_body(char* data, std::size_t, std::size_t n, void* p) {
         t->body.append(data, std::min(n, t->limit - std::min(t->limit, t->body.size())));
         return n;
     }
-    t->self->set_watching();
     return t->self->on_stream(std::string_view(data, n), *t) ? n : 0;
+}
+
+// The blank line ending a 200 response head: the watch stream is open (it may carry no event for minutes).
+std::size_t on_watch_header(char* data, std::size_t, std::size_t n, void* p) {
+    auto* t = static_cast<pod_watcher::transfer*>(p);
+    const std::string_view line(data, n);
+    if (line == "\r\n" || line == "\n") {
+        long status = 0;
+        curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 200) {
+            t->self->set_watching();
+        }
+    }
+    return n;
 }
 
 int on_watch_progress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
