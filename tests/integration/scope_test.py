@@ -589,7 +589,8 @@ class Refusals(harness.TestCaseBase):
         took = time.monotonic() - started
         return child.stop(check=False), child.log_text(), listened, took
 
-    def test_api_server_down_at_start(self):
+    def test_api_server_down_or_forbidden_at_start(self):
+        # Both proxies retry for their whole start budget (10 s) before refusing: run them side by side.
         c = harness.Checks(self)
         dead = harness.free_port()
         kc = World.tmp.join("kubeconfig-dead")
@@ -600,27 +601,42 @@ class Refusals(harness.TestCaseBase):
             json.dump(doc, f)
         certs = World.tmp.join("refuse-down-certs")
         os.makedirs(certs, exist_ok=True)
-        status, log, listened, took = self._run("refuse-down",
-                                                ["--kubeconfig", kc, "--node-name", NODE, "--certs-dir", certs])
-        c.eq(status, 1, "exit status")
+        results = {}
+
+        def run(name, extra):
+            try:
+                results[name] = self._run(name, extra)
+            except Exception as e:  # noqa: BLE001 — reported below
+                results[name] = e
+
+        World.kube.forbidden = True
+        try:
+            threads = [threading.Thread(target=run, args=("refuse-down", ["--kubeconfig", kc, "--node-name", NODE,
+                                                                         "--certs-dir", certs])),
+                       threading.Thread(target=run, args=("refuse-403", ["--kubeconfig", World.kubeconfig,
+                                                                        "--node-name", NODE]))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            World.kube.forbidden = False
+        for name in ("refuse-down", "refuse-403"):
+            if isinstance(results.get(name), Exception) or name not in results:
+                c.check(False, f"{name}: {results.get(name)!r}")
+                c.done()
+        status, log, listened, took = results["refuse-down"]
+        c.eq(status, 1, "API server down: exit status")
         c.eq(os.listdir(certs), [], "no hosts.toml written (containerd is never pointed at a proxy that refused)")
         c.check(f"cannot list the pods of node {NODE} from https://127.0.0.1:{dead}" in log,
                 f"the message names the node and the server: {log[-600:]!r}")
-        c.eq(listened, [], "never listened")
+        c.eq(listened, [], "API server down: never listened")
         c.check(took < 30, f"gave up within the start budget ({took:.1f}s)")
-        c.done()
-
-    def test_forbidden_at_start(self):
-        c = harness.Checks(self)
-        World.kube.forbidden = True
-        try:
-            status, log, listened, _ = self._run("refuse-403", ["--kubeconfig", World.kubeconfig, "--node-name", NODE])
-        finally:
-            World.kube.forbidden = False
-        c.eq(status, 1, "exit status")
+        status, log, listened, _ = results["refuse-403"]
+        c.eq(status, 1, "403: exit status")
         c.check(f"cannot list the pods of node {NODE} from {World.kube.url}" in log and "403" in log,
                 f"the message names the node, the server and the 403: {log[-600:]!r}")
-        c.eq(listened, [], "never listened")
+        c.eq(listened, [], "403: never listened")
         c.done()
 
     def test_transient_list_failures_at_start_are_retried(self):
