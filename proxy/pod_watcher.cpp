@@ -360,6 +360,14 @@ std::string pod_watcher::list_once(bool consistent) {
     }
     log()->info("listed {} pod(s) of node {} from {} ({} in-scope reference(s){})", pods, opts_.node_name,
                 opts_.access.server, references, skipped == 0 ? "" : fmt::format(", {} item(s) skipped", skipped));
+    if (pods == 0 && !consistent) {
+        // In a DaemonSet this proxy's own pod is bound to the node: none at all means a wrong node name,
+        // and every pull would wait waitForPod and fall back.
+        log()->warn(
+            "no pod is bound to node {}: if pods do run here, the node name is wrong (it came from {}); "
+            "give the name `kubectl get nodes` shows with --node-name",
+            opts_.node_name, opts_.node_name_from.empty() ? std::string("the options") : opts_.node_name_from);
+    }
     return {};
 }
 

@@ -43,6 +43,7 @@ namespace acp::proxy {
 struct pod_watcher_options {
     config::kube_access access;
     std::string node_name;
+    std::string node_name_from;  // "--node-name", "NODE_NAME", "host name": for messages
     routing::scope_rule rule;
     std::chrono::seconds watch_timeout{300};  // timeoutSeconds asked of the server (it then ends the watch)
     std::chrono::milliseconds connect_timeout{5000};

@@ -308,6 +308,7 @@ std::unique_ptr<pod_watcher> start_scope(const serve_options& opts) {
     pod_watcher_options wo;
     wo.access = std::move(*access.access);
     wo.node_name = node.name;
+    wo.node_name_from = node.from;
     wo.rule = routing::scope_rule::from(sc);
     const auto rule = wo.rule;
     auto watcher = std::make_unique<pod_watcher>(std::move(wo));

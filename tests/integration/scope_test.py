@@ -527,6 +527,18 @@ class Forms(harness.TestCaseBase):
         c.eq(len(World.kube.stats()["requests"]), requests, "the API server was not asked")
         c.done()
 
+    def test_a_node_with_no_pods_warns_that_the_node_name_may_be_wrong(self):
+        c = harness.Checks(self)
+        p = start_proxy("wrong-node", scoped(["default"], ["default"]), extra=["--node-name", "no-such-node"])
+        try:
+            log = p.log_text()
+            c.check("no pod is bound to node no-such-node" in log and "it came from --node-name" in log,
+                    f"the warning names the node and where its name came from: {log[-800:]!r}")
+            c.eq(metric(p.metrics(), "acp_scope_pods_indexed"), 0.0, "pods indexed")
+        finally:
+            c.eq(p.stop(), 0, "exit status")
+        c.done()
+
     def test_configmap_form_applies_the_add_on_defaults(self):
         c = harness.Checks(self)
         k = World.kube
