@@ -130,21 +130,17 @@ void set_blob(CURL* h, CURLoption opt, const std::string& data) {
 // What a transfer's callbacks share.
 struct pod_watcher::transfer {
     pod_watcher* self = nullptr;
-    bool watch = false;
     std::string body;  // list: the whole answer; watch: a non-200 answer's body
     std::size_t limit = 0;
     bool too_large = false;
     routing::watch_line_splitter splitter;
     std::string abort_reason;  // why a callback ended the transfer
     bool relist = false;
-    bool got_event = false;
     CURL* handle = nullptr;
 };
 
 pod_watcher::pod_watcher(pod_watcher_options o)
-    : opts_(std::move(o)), holder_(opts_.rule), state_(opts_.rule, opts_.node_name) {
-    state_text_ = "not listed yet";
-}
+    : opts_(std::move(o)), holder_(opts_.rule), state_(opts_.rule, opts_.node_name) {}
 
 pod_watcher::~pod_watcher() {
     stop();
@@ -178,11 +174,6 @@ void pod_watcher::set_rule(routing::scope_rule rule) {
     if (notify) {
         notify();
     }
-}
-
-std::string pod_watcher::state_text() const {
-    std::lock_guard lock(mutex_);
-    return state_text_;
 }
 
 void pod_watcher::publish_locked() {
@@ -355,8 +346,6 @@ std::string pod_watcher::list_once(bool consistent) {
         publish_locked();
         pods = state_.index().pods_indexed();
         references = state_.index().references_indexed();
-        state_text_ = fmt::format("listed {} pod(s) of node {} at resourceVersion {}", pods, opts_.node_name,
-                                  state_.resource_version());
     }
     log()->info("listed {} pod(s) of node {} from {} ({} in-scope reference(s){})", pods, opts_.node_name,
                 opts_.access.server, references, skipped == 0 ? "" : fmt::format(", {} item(s) skipped", skipped));
@@ -423,7 +412,6 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
     }
     transfer t;
     t.self = this;
-    t.watch = true;
     t.limit = max_error_body;
     t.handle = c.h;
     std::array<char, CURL_ERROR_SIZE> errbuf{};
@@ -445,11 +433,6 @@ pod_watcher::watch_end pod_watcher::watch_once(std::string& why) {
     curl_easy_setopt(c.h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c.h, CURLOPT_XFERINFOFUNCTION, on_watch_progress);
     curl_easy_setopt(c.h, CURLOPT_XFERINFODATA, &t);
-    {
-        std::lock_guard lock(mutex_);
-        state_text_ = fmt::format("watching pods of node {} from {} (resourceVersion {})", opts_.node_name,
-                                  opts_.access.server, rv);
-    }
     const auto started = clock::now();
     const auto rc = curl_easy_perform(c.h);  // on_watch_header sets watching_ once a 200 head has arrived
     watching_ = false;
@@ -540,7 +523,6 @@ bool pod_watcher::on_stream(std::string_view bytes, transfer& t) {
             break;
         }
         const auto& ev = *parsed.event;
-        t.got_event = true;
         routing::watch_action action{};
         {
             std::lock_guard lock(mutex_);
@@ -590,10 +572,6 @@ void pod_watcher::run() {
             if (!err.empty()) {
                 log()->warn("re-listing the pods of node {} from {} failed: {}; retrying in {} ms", opts_.node_name,
                             opts_.access.server, err, backoff.count());
-                {
-                    std::lock_guard lock(mutex_);
-                    state_text_ = "re-list failing: " + err;
-                }
                 if (!sleep_for(backoff)) {
                     break;
                 }
@@ -626,10 +604,6 @@ void pod_watcher::run() {
                 reconnects_.fetch_add(1, std::memory_order_relaxed);
                 log()->warn("watch of node {} from {} ended: {}; watching again in {} ms", opts_.node_name,
                             opts_.access.server, why, backoff.count());
-                {
-                    std::lock_guard lock(mutex_);
-                    state_text_ = "watch reconnecting: " + why;
-                }
                 if (!sleep_for(backoff)) {
                     return;
                 }

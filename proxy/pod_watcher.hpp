@@ -77,9 +77,6 @@ public:
     [[nodiscard]] std::uint64_t relists() const noexcept { return relists_.load(std::memory_order_relaxed); }
     [[nodiscard]] bool watching() const noexcept { return watching_.load(std::memory_order_relaxed); }
 
-    /// One line for doctor / logs: "watching pods of node n1 from https://…" etc. Locks.
-    [[nodiscard]] std::string state_text() const;
-
     struct transfer;  // the curl transfer state (pod_watcher.cpp)
     /// libcurl callbacks (watcher thread): watch body bytes; false ends the transfer.
     bool on_stream(std::string_view bytes, transfer& t);
@@ -100,7 +97,6 @@ private:
     routing::pod_index_holder holder_;
     mutable std::mutex mutex_;
     routing::pod_watch_state state_;  // guarded by mutex_
-    std::string state_text_;          // guarded by mutex_
     std::function<void()> on_change_;
     std::atomic<bool> stopping_{false};
     std::condition_variable wake_;
