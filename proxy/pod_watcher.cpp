@@ -19,10 +19,10 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-constexpr std::size_t max_error_body = 64 * 1024;  // a non-200 answer's body, for its Status message
+constexpr std::size_t max_error_body = std::size_t{64} * 1024;  // a non-200 answer's body, for its Status message
 constexpr std::size_t max_message = 240;
 constexpr auto healthy_watch = std::chrono::seconds(30);  // a watch this long resets the backoff
-constexpr std::size_t max_token_bytes = 64 * 1024;
+constexpr std::size_t max_token_bytes = std::size_t{64} * 1024;
 
 const std::shared_ptr<spdlog::logger>& log() {
     static const auto l = logging::logger("scope");
@@ -115,6 +115,8 @@ struct curl_handle {
     curl_handle() = default;
     curl_handle(const curl_handle&) = delete;
     curl_handle& operator=(const curl_handle&) = delete;
+    curl_handle(curl_handle&&) = delete;
+    curl_handle& operator=(curl_handle&&) = delete;
 };
 
 void set_blob(CURL* h, CURLoption opt, const std::string& data) {

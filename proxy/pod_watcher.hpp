@@ -57,6 +57,8 @@ public:
     explicit pod_watcher(pod_watcher_options o);
     pod_watcher(const pod_watcher&) = delete;
     pod_watcher& operator=(const pod_watcher&) = delete;
+    pod_watcher(pod_watcher&&) = delete;
+    pod_watcher& operator=(pod_watcher&&) = delete;
     ~pod_watcher();
 
     /// Lists the node's pods (retrying with backoff) until it works or `budget`
