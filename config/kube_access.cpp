@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 
 // kubeconfig format: https://kubernetes.io/docs/reference/config-api/kubeconfig.v1/
@@ -685,6 +687,18 @@ node_name_result choose_node_name(std::optional<std::string_view> flag, std::opt
                     " is not a Kubernetes node name (a lower-case DNS subdomain); give --node-name";
     }
     return out;
+}
+
+node_name_result node_name_of_this_node(const std::optional<std::string>& flag) {
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) != 0) {
+        host[0] = '\0';
+    }
+    const char* env_node = std::getenv("NODE_NAME");
+    return choose_node_name(
+        flag ? std::optional<std::string_view>(*flag) : std::nullopt,
+        env_node != nullptr && *env_node != '\0' ? std::optional<std::string_view>(env_node) : std::nullopt,
+        host.data());
 }
 
 }  // namespace acp::config

@@ -91,4 +91,8 @@ struct node_name_result {
                                                 std::optional<std::string_view> env_node_name,
                                                 std::string_view host_name);
 
+/// choose_node_name with this process's $NODE_NAME (empty counts as unset)
+/// and host name: what serve and doctor both use.
+[[nodiscard]] node_name_result node_name_of_this_node(const std::optional<std::string>& flag);
+
 }  // namespace acp::config

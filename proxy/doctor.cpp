@@ -21,9 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -743,15 +741,7 @@ private:
                       "start with a scope it cannot enforce"));
             return;
         }
-        std::array<char, 256> host{};
-        if (::gethostname(host.data(), host.size() - 1) != 0) {
-            host[0] = '\0';
-        }
-        const char* env_node = std::getenv("NODE_NAME");
-        const auto node = config::choose_node_name(
-            opts_.node_name ? std::optional<std::string_view>(*opts_.node_name) : std::nullopt,
-            env_node != nullptr && *env_node != '\0' ? std::optional<std::string_view>(env_node) : std::nullopt,
-            host.data());
+        const auto node = config::node_name_of_this_node(opts_.node_name);
         if (!node.error.empty()) {
             emit(fail("pull scope: " + node.error, "pass --node-name NAME (the Kubernetes node name)"));
             return;

@@ -18,10 +18,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
-#include <array>
 #include <cerrno>
 #include <csignal>
-#include <cstdlib>
 #include <functional>
 #include <sys/prctl.h>
 #include <system_error>
@@ -280,6 +278,7 @@ net::awaitable<void> run_lifecycle(server* srv, net::signal_set* signals, serve_
 std::unique_ptr<pod_watcher> start_scope(const serve_options& opts) {
     const auto log = logging::logger("scope");
     const auto& sc = opts.initial->scope;
+    const auto rule = routing::scope_rule::from(sc);
     auto access = config::load_kube_access(opts.kube);
     if (!access.access) {
         for (const auto& e : access.errors) {
@@ -288,19 +287,10 @@ std::unique_ptr<pod_watcher> start_scope(const serve_options& opts) {
         log->error(
             "a pull scope is configured ({}; {}) but the Kubernetes API cannot be reached: refusing to start "
             "rather than serve every pod unscoped",
-            routing::scope_rule::from(sc).describe_namespaces(),
-            routing::scope_rule::from(sc).describe_service_accounts());
+            rule.describe_namespaces(), rule.describe_service_accounts());
         return nullptr;
     }
-    std::array<char, 256> host{};
-    if (::gethostname(host.data(), host.size() - 1) != 0) {
-        host[0] = '\0';
-    }
-    const char* env_node = std::getenv("NODE_NAME");
-    const auto node = config::choose_node_name(
-        opts.node_name ? std::optional<std::string_view>(*opts.node_name) : std::nullopt,
-        env_node != nullptr && *env_node != '\0' ? std::optional<std::string_view>(env_node) : std::nullopt,
-        host.data());
+    const auto node = config::node_name_of_this_node(opts.node_name);
     if (!node.error.empty()) {
         log->error("{}: refusing to start rather than serve every pod unscoped", node.error);
         return nullptr;
@@ -309,8 +299,7 @@ std::unique_ptr<pod_watcher> start_scope(const serve_options& opts) {
     wo.access = std::move(*access.access);
     wo.node_name = node.name;
     wo.node_name_from = node.from;
-    wo.rule = routing::scope_rule::from(sc);
-    const auto rule = wo.rule;
+    wo.rule = rule;
     auto watcher = std::make_unique<pod_watcher>(std::move(wo));
     log->info("pull scope: {}; {}; waitForPod {} ms; pods of node {} (from {}) via {}", rule.describe_namespaces(),
               rule.describe_service_accounts(), sc.wait_for_pod.count(), node.name, node.from,
