@@ -564,6 +564,14 @@ void pod_watcher::start(std::function<void()> on_change) {
     thread_ = std::thread([this] { run(); });
 }
 
+bool pod_watcher::back_off(std::chrono::milliseconds& backoff) {
+    if (!sleep_for(backoff)) {
+        return false;
+    }
+    backoff = std::min(backoff * 2, opts_.backoff_max);
+    return true;
+}
+
 void pod_watcher::run() {
     auto backoff = opts_.backoff_initial;
     bool need_list = false;
@@ -574,10 +582,9 @@ void pod_watcher::run() {
             if (!err.empty()) {
                 log()->warn("re-listing the pods of node {} from {} failed: {}; retrying in {} ms", opts_.node_name,
                             opts_.access.server, err, backoff.count());
-                if (!sleep_for(backoff)) {
-                    break;
+                if (!back_off(backoff)) {
+                    return;
                 }
-                backoff = std::min(backoff * 2, opts_.backoff_max);
                 continue;
             }
             if (on_change_) {
@@ -606,10 +613,9 @@ void pod_watcher::run() {
                 reconnects_.fetch_add(1, std::memory_order_relaxed);
                 log()->warn("watch of node {} from {} ended: {}; watching again in {} ms", opts_.node_name,
                             opts_.access.server, why, backoff.count());
-                if (!sleep_for(backoff)) {
+                if (!back_off(backoff)) {
                     return;
                 }
-                backoff = std::min(backoff * 2, opts_.backoff_max);
                 continue;
         }
     }

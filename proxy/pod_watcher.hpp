@@ -92,8 +92,9 @@ private:
     std::string list_once(bool consistent = false);  // false: from the watch cache (resourceVersion=0)
     watch_end watch_once(std::string& why);
     void publish_locked();
-    bool sleep_for(std::chrono::milliseconds d);  // false when stopping
-    std::int64_t random_below(std::int64_t n);    // jitter, in [0, n)
+    bool sleep_for(std::chrono::milliseconds d);        // false when stopping
+    bool back_off(std::chrono::milliseconds& backoff);  // sleep_for, then double up to backoff_max
+    std::int64_t random_below(std::int64_t n);          // jitter, in [0, n)
 
     pod_watcher_options opts_;
     routing::pod_index_holder holder_;
