@@ -8,6 +8,7 @@
 #include "proxy/doctor.hpp"
 #include "proxy/serve.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -188,33 +189,21 @@ std::optional<int> parse_args(const std::vector<std::string_view>& args, cli_arg
             out.reuse_port = true;
             continue;
         }
-        if (is_flag("--certs-dir") || is_flag("--dial-timeout")) {
-            const auto flag = arg.substr(0, arg.find('='));
-            auto v = value_of(flag);
+        // Options with a value, each stored as given (checked later, per command).
+        const std::pair<std::string_view, std::optional<std::string>*> value_flags[] = {
+            {"--certs-dir", &out.certs_dir},   {"--dial-timeout", &out.dial_timeout},
+            {"--kubeconfig", &out.kubeconfig}, {"--kube-context", &out.kube_context},
+            {"--node-name", &out.node_name},   {"--containerd-config", &out.containerd_config},
+            {"--image", &out.image},           {"--timeout", &out.timeout},
+        };
+        const auto* match = std::find_if(std::begin(value_flags), std::end(value_flags),
+                                         [&](const auto& f) { return is_flag(f.first); });
+        if (match != std::end(value_flags)) {
+            auto v = value_of(match->first);
             if (!v || v->empty()) {
-                return usage_error(std::string(flag) + " needs a value");
+                return usage_error(std::string(match->first) + " needs a value");
             }
-            (flag == "--certs-dir" ? out.certs_dir : out.dial_timeout) = *v;
-            continue;
-        }
-        if (is_flag("--kubeconfig") || is_flag("--kube-context") || is_flag("--node-name")) {
-            const auto flag = arg.substr(0, arg.find('='));
-            auto v = value_of(flag);
-            if (!v || v->empty()) {
-                return usage_error(std::string(flag) + " needs a value");
-            }
-            (flag == "--kubeconfig" ? out.kubeconfig : (flag == "--kube-context" ? out.kube_context : out.node_name)) =
-                *v;
-            continue;
-        }
-        if (is_flag("--containerd-config") || is_flag("--image") || is_flag("--timeout")) {
-            const auto flag = arg.substr(0, arg.find('='));
-            auto v = value_of(flag);
-            if (!v || v->empty()) {
-                return usage_error(std::string(flag) + " needs a value");
-            }
-            (flag == "--containerd-config" ? out.containerd_config : (flag == "--image" ? out.image : out.timeout)) =
-                *v;
+            *match->second = *v;
             continue;
         }
         if (!arg.empty() && arg[0] == '-') {
