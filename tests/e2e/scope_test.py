@@ -198,14 +198,14 @@ class S5NobodyTest(Base):
 class S6AllAndStarTest(Base):
     def reload(self, scope):
         proxy = World.node.proxy
-        before = proxy.metrics().count('acp_config_reloads_total{result="ok"} ')
-        ok_line = lambda: [x for x in proxy.metrics().splitlines()  # noqa: E731
-                           if x.startswith('acp_config_reloads_total{result="ok"}')]
-        was = ok_line()
+
+        def reloads_ok():
+            return [x for x in proxy.metrics().splitlines() if x.startswith('acp_config_reloads_total{result="ok"}')]
+
+        was = reloads_ok()
         proxy.config["scope"] = scope
         proxy.write_config()
-        harness.wait_until(lambda: ok_line() != was, 15, "the config reload")
-        del before
+        harness.wait_until(lambda: reloads_ok() != was, 15, "the config reload")
 
     def test_all_and_star_allow_every_namespace_and_service_account(self):
         c = harness.Checks(self)
