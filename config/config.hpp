@@ -48,6 +48,12 @@ struct listen_address {
     bool operator==(const listen_address&) const = default;
 };
 
+/// Which HTTP version the proxy speaks to an upstream (`http2:` per registry
+/// and ACR instance). automatic: over TLS, ALPN offers h2 and http/1.1 and the
+/// registry picks (plain http stays HTTP/1.1); on: h2 only (over plain http,
+/// h2c with prior knowledge); off: HTTP/1.1 only.
+enum class http2_mode { automatic, on, off };
+
 /// A parsed absolute http(s) URL for an upstream endpoint.
 struct endpoint_url {
     std::string scheme;  // "http" | "https"
@@ -104,6 +110,7 @@ struct acr_instance {
     std::string rrsa_role_arn;  // the add-on's per-instance RRSA keys
     std::string rrsa_oidc_provider_role_arn;
     std::vector<std::string> realm_hosts = {"*.aliyuncs.com"};
+    http2_mode http2 = http2_mode::automatic;
     bool operator==(const acr_instance&) const = default;
 };
 
@@ -126,6 +133,7 @@ struct registry {
     std::string ca_file;
     bool insecure_skip_verify = false;
     std::vector<std::string> realm_hosts;  // empty: the registry host itself only
+    http2_mode http2 = http2_mode::automatic;
     bool operator==(const registry&) const = default;
 };
 
@@ -152,6 +160,7 @@ struct timeout_config {
 struct limit_config {
     std::uint32_t max_connections = 1024;
     std::uint32_t max_idle_upstream_per_host = 16;
+    std::uint32_t max_concurrent_streams = 100;  // per downstream HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
     bool operator==(const limit_config&) const = default;
 };
 
@@ -159,6 +168,10 @@ struct config {
     std::string source;  // file or directory it was loaded from, for messages
     listen_address listen{"127.0.0.1", 5005};
     listen_address admin_listen{"127.0.0.1", 5006};
+    // The optional TLS data listener (ALPN h2 / http/1.1); both files required with it.
+    std::optional<listen_address> tls_listen;
+    std::string tls_cert_file;
+    std::string tls_key_file;
     duration expiring_threshold = std::chrono::minutes(15);
     bool follow_redirects = false;
     log_config log;

@@ -26,7 +26,9 @@ struct origin_table {
     where default_registry;
     std::map<std::string, where> endpoint_overrides;  // by host
     where admin_listen;
-    bool listeners_valid = true;  // false: one was rejected, a collision would be noise
+    where tls_listen;
+    std::optional<where> tls_files;  // tlsCertFile (or tlsKeyFile) when given
+    bool listeners_valid = true;     // false: one was rejected, a collision would be noise
 };
 
 struct load_context {

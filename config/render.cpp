@@ -59,6 +59,18 @@ void emit_auth(YAML::Emitter& out, const registry_auth& auth) {
     out << YAML::EndMap;
 }
 
+const char* http2_string(http2_mode m) {
+    switch (m) {
+        case http2_mode::automatic:
+            return "auto";
+        case http2_mode::on:
+            return "on";
+        case http2_mode::off:
+            return "off";
+    }
+    return "auto";
+}
+
 }  // namespace
 
 std::string render(const config& cfg) {
@@ -74,6 +86,11 @@ std::string render(const config& cfg) {
     out << YAML::BeginMap;
     out << YAML::Key << "listen" << YAML::Value << address_string(cfg.listen);
     out << YAML::Key << "adminListen" << YAML::Value << address_string(cfg.admin_listen);
+    if (cfg.tls_listen) {
+        out << YAML::Key << "tlsListen" << YAML::Value << address_string(*cfg.tls_listen);
+        out << YAML::Key << "tlsCertFile" << YAML::Value << cfg.tls_cert_file;
+        out << YAML::Key << "tlsKeyFile" << YAML::Value << cfg.tls_key_file;
+    }
     out << YAML::Key << "expiringThreshold" << YAML::Value << format_duration(cfg.expiring_threshold);
     out << YAML::Key << "followRedirects" << YAML::Value << cfg.follow_redirects;
 
@@ -137,6 +154,7 @@ std::string render(const config& cfg) {
         out << YAML::Key << "rrsaOIDCProviderRoleARN" << YAML::Value << i.rrsa_oidc_provider_role_arn;
         out << YAML::Key << "realmHosts" << YAML::Value;
         emit_list(out, i.realm_hosts);
+        out << YAML::Key << "http2" << YAML::Value << http2_string(i.http2);
         out << YAML::EndMap;
     }
     out << YAML::EndSeq;
@@ -157,6 +175,7 @@ std::string render(const config& cfg) {
         if (r.realm_hosts.empty()) {
             out << YAML::Comment("the registry host only");
         }
+        out << YAML::Key << "http2" << YAML::Value << http2_string(r.http2);
         out << YAML::EndMap;
     }
     out << YAML::EndSeq;
@@ -200,6 +219,7 @@ std::string render(const config& cfg) {
     out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "maxConnections" << YAML::Value << cfg.limits.max_connections;
     out << YAML::Key << "maxIdleUpstreamPerHost" << YAML::Value << cfg.limits.max_idle_upstream_per_host;
+    out << YAML::Key << "maxConcurrentStreams" << YAML::Value << cfg.limits.max_concurrent_streams;
     out << YAML::EndMap;
     out << YAML::EndMap;
     return std::string(out.c_str()) + "\n";

@@ -85,6 +85,21 @@ load_result finish(config cfg, load_context& ctx) {
                         " collides with listen; expected a different port for the admin endpoints");
     }
 
+    if (cfg.tls_listen) {
+        const auto tls_at = or_default(origins.tls_listen, cfg, "tlsListen");
+        if (origins.listeners_valid &&
+            (listeners_collide(*cfg.tls_listen, cfg.listen) || listeners_collide(*cfg.tls_listen, cfg.admin_listen))) {
+            diags.error(tls_at, quote(cfg.tls_listen->host + ":" + std::to_string(cfg.tls_listen->port)) +
+                                    " collides with listen or adminListen; expected a port of its own");
+        }
+        if (cfg.tls_cert_file.empty() || cfg.tls_key_file.empty()) {
+            diags.error(tls_at, std::string("set, but ") + (cfg.tls_cert_file.empty() ? "tlsCertFile" : "tlsKeyFile") +
+                                    " is missing or unreadable; expected tlsCertFile and tlsKeyFile with it");
+        }
+    } else if ((!cfg.tls_cert_file.empty() || !cfg.tls_key_file.empty()) && origins.tls_files) {
+        diags.warn(*origins.tls_files, "set without tlsListen: no TLS listener is opened");
+    }
+
     // Every host belongs to exactly one ACR instance or registry: that is the route table's key.
     std::map<std::string, where> hosts;
     auto add_host = [&](const std::string& host, const where& at) {

@@ -11,9 +11,10 @@
 namespace acp::config {
 namespace {
 
-constexpr std::array<std::string_view, 13> top_keys{
-    "listen",     "adminListen",     "expiringThreshold", "followRedirects", "log",      "alibaba", "acrInstances",
-    "registries", "defaultRegistry", "endpointOverrides", "scope",           "timeouts", "limits",
+constexpr std::array<std::string_view, 16> top_keys{
+    "listen",   "adminListen", "tlsListen",    "tlsCertFile", "tlsKeyFile",      "expiringThreshold", "followRedirects",
+    "log",      "alibaba",     "acrInstances", "registries",  "defaultRegistry", "endpointOverrides", "scope",
+    "timeouts", "limits",
 };
 constexpr std::array<std::string_view, 2> log_keys{"level", "format"};
 constexpr std::array<std::string_view, 18> alibaba_keys{
@@ -43,21 +44,23 @@ duration_rule make_range_rule(duration min, duration max) {
     r.max = max;
     return r;
 }
-constexpr std::array<std::string_view, 9> instance_keys{
+constexpr std::array<std::string_view, 10> instance_keys{
     "instanceId",      "regionId",    "domains",    "assumeRoleARN",           "expireDuration",
-    "roleSessionName", "rrsaRoleARN", "realmHosts", "rrsaOIDCProviderRoleARN",
+    "roleSessionName", "rrsaRoleARN", "realmHosts", "rrsaOIDCProviderRoleARN", "http2",
 };
 // The add-on's acr-registry-info entries: ours minus realmHosts.
 constexpr std::array<std::string_view, 8> addon_instance_keys{
     "instanceId",     "regionId",        "domains",     "assumeRoleARN",
     "expireDuration", "roleSessionName", "rrsaRoleARN", "rrsaOIDCProviderRoleARN",
 };
-constexpr std::array<std::string_view, 5> registry_keys{"host", "auth", "caFile", "insecureSkipVerify", "realmHosts"};
+constexpr std::array<std::string_view, 6> registry_keys{"host",       "auth", "caFile", "insecureSkipVerify",
+                                                        "realmHosts", "http2"};
 constexpr std::array<std::string_view, 5> auth_keys{"type", "username", "passwordFile", "passwordEnv", "path"};
 constexpr std::array<std::string_view, 4> scope_keys{"enabled", "namespaces", "serviceAccounts", "waitForPod"};
 constexpr std::array<std::string_view, 6> timeout_keys{"headerRead",      "idle",         "upstreamConnect",
                                                        "upstreamHeaders", "upstreamIdle", "shutdownGrace"};
-constexpr std::array<std::string_view, 2> limit_keys{"maxConnections", "maxIdleUpstreamPerHost"};
+constexpr std::array<std::string_view, 3> limit_keys{"maxConnections", "maxIdleUpstreamPerHost",
+                                                     "maxConcurrentStreams"};
 constexpr std::array<std::string_view, 7> log_levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 duration_rule make_floor_rule(bool inclusive) {
@@ -119,6 +122,43 @@ void read_listen(const node_ref& n, listen_address& out, bool admin, load_contex
                                    "; use 127.0.0.1 or [::1] unless that is intended");
     }
     out = *addr;
+}
+
+// `http2: auto | on | off`.
+void read_http2(const node_ref& n, http2_mode& out, load_context& ctx) {
+    const auto text = read_string(n, ctx.diags);
+    if (!text) {
+        return;
+    }
+    if (*text == "auto") {
+        out = http2_mode::automatic;
+    } else if (*text == "on") {
+        out = http2_mode::on;
+    } else if (*text == "off") {
+        out = http2_mode::off;
+    } else {
+        ctx.diags.error(n.at(), quote(*text) + " is not an HTTP/2 mode; expected auto, on or off");
+    }
+}
+
+// A PEM file the TLS listener needs: readable, with the block it must hold.
+void read_pem_path(const node_ref& n, std::string_view block, std::string& out, load_context& ctx) {
+    const auto path = read_string(n, ctx.diags);
+    if (!path) {
+        return;
+    }
+    const auto content = ctx.env.read_file(*path);
+    if (!content) {
+        ctx.diags.error(n.at(), "cannot read " + quote(*path) + "; expected a readable PEM file");
+    } else if (content->find("-----BEGIN ") == std::string::npos ||
+               (block == "CERTIFICATE" && content->find("-----BEGIN CERTIFICATE-----") == std::string::npos) ||
+               (block == "PRIVATE KEY" && content->find("PRIVATE KEY-----") == std::string::npos)) {
+        ctx.diags.error(n.at(), quote(*path) + " holds no " + std::string(block) +
+                                    "; expected a PEM file with a \"-----BEGIN " + std::string(block) +
+                                    "-----\" block");
+    } else {
+        out = *path;
+    }
 }
 
 std::optional<std::string> read_host(const node_ref& n, load_context& ctx) {
@@ -534,6 +574,9 @@ void read_registry(const node_ref& n, config& cfg, load_context& ctx) {
             r.realm_hosts = std::move(*hosts);
         }
     }
+    if (const auto* v = get(m, "http2")) {
+        read_http2(*v, r.http2, ctx);
+    }
     cfg.registries.push_back(std::move(r));
     ctx.origins.registry_hosts.push_back(host_at);
 }
@@ -617,6 +660,16 @@ void read_limits(const node_ref& n, limit_config& out, load_context& ctx) {
     if (const auto* v = get(m, "maxIdleUpstreamPerHost")) {
         if (auto u = read_uint(*v, 0, ctx.diags)) {
             out.max_idle_upstream_per_host = *u;
+        }
+    }
+    if (const auto* v = get(m, "maxConcurrentStreams")) {
+        if (auto u = read_uint(*v, 1, ctx.diags)) {
+            if (*u > 1000) {
+                ctx.diags.error(v->at(),
+                                std::to_string(*u) + " is too many; expected 1 to 1000 streams per connection");
+            } else {
+                out.max_concurrent_streams = *u;
+            }
         }
     }
 }
@@ -759,6 +812,9 @@ std::optional<instance_read> read_acr_instance(const node_ref& n, instance_form 
             }
         }
     }
+    if (const auto* v = get(m, "http2")) {
+        read_http2(*v, inst.http2, ctx);
+    }
     return r;
 }
 
@@ -802,6 +858,22 @@ void read_yaml_into(config& cfg, std::string_view text, const std::string& sourc
     if (const auto* v = get(m, "adminListen")) {
         read_listen(*v, cfg.admin_listen, true, ctx);
         ctx.origins.admin_listen = v->at();
+    }
+    if (const auto* v = get(m, "tlsListen")) {
+        listen_address a;
+        read_listen(*v, a, false, ctx);
+        cfg.tls_listen = a;
+        ctx.origins.tls_listen = v->at();
+    }
+    if (const auto* v = get(m, "tlsCertFile")) {
+        read_pem_path(*v, "CERTIFICATE", cfg.tls_cert_file, ctx);
+        ctx.origins.tls_files = v->at();
+    }
+    if (const auto* v = get(m, "tlsKeyFile")) {
+        read_pem_path(*v, "PRIVATE KEY", cfg.tls_key_file, ctx);
+        if (!ctx.origins.tls_files) {
+            ctx.origins.tls_files = v->at();
+        }
     }
     if (const auto* v = get(m, "expiringThreshold")) {
         if (auto d = read_duration(*v, expiring_threshold_rule, ctx.diags)) {

@@ -88,7 +88,11 @@ std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::con
         while (!path.empty() && path.back() == '/') {
             path.pop_back();
         }
-        s->endpoints.emplace(r.host, make_endpoint(origin, path, tls, !r.insecure_skip_verify));
+        auto ep = make_endpoint(origin, path, tls, !r.insecure_skip_verify);
+        ep.http2 = r.registry != nullptr ? r.registry->http2
+                   : r.acr != nullptr    ? r.acr->http2
+                                         : config::http2_mode::automatic;
+        s->endpoints.emplace(r.host, std::move(ep));
     }
     if (cfg->follow_redirects) {
         s->default_tls = context_for("", false);

@@ -34,7 +34,8 @@ struct upstream_endpoint {
     // Redirect targets (followRedirects): every resolved address is checked
     // with forbidden_redirect_address() before anything is dialled.
     bool guard_addresses = false;
-    bool allow_loopback = false;  // with guard_addresses: the registry itself is on loopback
+    bool allow_loopback = false;                         // with guard_addresses: the registry itself is on loopback
+    config::http2_mode http2 = config::http2_mode::off;  // the route's `http2` (redirect targets: off)
 
     [[nodiscard]] bool is_tls() const noexcept { return tls != nullptr; }
 };
