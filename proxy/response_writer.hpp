@@ -50,6 +50,12 @@ public:
     /// The body is complete (HTTP/1.1 chunked: the last chunk; HTTP/2: END_STREAM).
     virtual net::awaitable<error_code> finish() = 0;
 
+    /// The response cannot complete (the upstream failed mid-body): HTTP/1.1
+    /// closes the connection short of the announced length (or without the
+    /// last chunk), HTTP/2 resets the stream (RST_STREAM INTERNAL_ERROR) — never a
+    /// complete-looking body. Nothing may be written after it.
+    virtual void abort() noexcept = 0;
+
     /// After the response: whether the connection may carry another request
     /// (HTTP/1.1 keep-alive, which a drain, a local reply's `close` or an
     /// HTTP/1.0 body delimited by the close turns off; HTTP/2: always true).
