@@ -85,6 +85,10 @@ std::string metrics::render() const {
     header("acp_upstream_connections_total", "counter", "Upstream connections used, new or reused from the pool.");
     out += fmt::format("acp_upstream_connections_total{{reused=\"false\"}} {}\n", upstream_new_);
     out += fmt::format("acp_upstream_connections_total{{reused=\"true\"}} {}\n", upstream_reused_);
+    header("acp_upstream_tls_handshakes_total", "counter", "Successful upstream TLS handshakes (HTTP/1.1 and HTTP/2).");
+    out += fmt::format("acp_upstream_tls_handshakes_total {}\n", upstream_tls_handshakes_);
+    header("acp_upstream_h2_connections", "gauge", "Upstream HTTP/2 connections open now.");
+    out += fmt::format("acp_upstream_h2_connections {}\n", upstream_h2_connections_);
     header("acp_request_latency_seconds", "histogram",
            "Time from the request head to the response head sent downstream.");
     std::uint64_t cumulative = 0;

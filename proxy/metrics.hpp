@@ -25,6 +25,11 @@ public:
     void on_upstream_connect_error(std::string_view upstream);
     void on_upstream_tls_error(std::string_view upstream);
     void on_upstream_connection(bool reused);
+    /// A successful upstream TLS handshake (HTTP/1.1 or HTTP/2).
+    void on_upstream_tls_handshake() noexcept { ++upstream_tls_handshakes_; }
+    /// An HTTP/2 upstream connection started / ended (the gauge of those open now).
+    void h2_connection_opened() noexcept { ++upstream_h2_connections_; }
+    void h2_connection_closed() noexcept { --upstream_h2_connections_; }
     void connection_opened() noexcept { ++open_connections_; }
     void connection_closed() noexcept { --open_connections_; }
     void on_reload(bool ok) noexcept { ++(ok ? reloads_ok_ : reloads_failed_); }
@@ -38,6 +43,9 @@ public:
 
     [[nodiscard]] std::int64_t open_connections() const noexcept { return open_connections_; }
     [[nodiscard]] std::uint64_t upstream_connections_reused() const noexcept { return upstream_reused_; }
+    [[nodiscard]] std::uint64_t upstream_connections_new() const noexcept { return upstream_new_; }
+    [[nodiscard]] std::uint64_t upstream_tls_handshakes() const noexcept { return upstream_tls_handshakes_; }
+    [[nodiscard]] std::int64_t upstream_h2_connections() const noexcept { return upstream_h2_connections_; }
 
     /// Prometheus text exposition format 0.0.4.
     [[nodiscard]] std::string render() const;
@@ -56,6 +64,8 @@ private:
     std::uint64_t upstream_new_ = 0;
     std::uint64_t upstream_reused_ = 0;
     std::int64_t open_connections_ = 0;
+    std::uint64_t upstream_tls_handshakes_ = 0;
+    std::int64_t upstream_h2_connections_ = 0;
     std::uint64_t reloads_ok_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::uint64_t scope_out_of_scope_ = 0;

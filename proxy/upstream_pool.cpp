@@ -1,5 +1,7 @@
 #include "proxy/upstream_pool.hpp"
 
+#include "proxy/metrics.hpp"
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/http/read.hpp>
@@ -20,6 +22,10 @@ std::string describe_tls_error(const error_code& ec, SSL* ssl) {
     }
     return out;
 }
+
+// ALPN protocol lists in wire format (RFC 7301 §3.1): length-prefixed names.
+constexpr unsigned char alpn_h2_h1[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char alpn_h2_only[] = {2, 'h', '2'};
 
 }  // namespace
 
@@ -87,8 +93,17 @@ bool upstream_connection::looks_alive() noexcept {
     return raw_socket().is_open() && buffer_.size() == 0 && !deadline_.expired();
 }
 
+upstream_transport upstream_connection::release_transport() && {
+    using stream_type = decltype(upstream_transport::stream);
+    if (auto* p = std::get_if<plain_stream>(&stream_)) {
+        return upstream_transport{stream_type(std::in_place_index<0>, std::move(*p)), nullptr};
+    }
+    return upstream_transport{stream_type(std::in_place_index<1>, std::move(std::get<tls_stream>(stream_))),
+                              std::move(tls_ctx_)};
+}
+
 net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failure>> connect_upstream(
-    const upstream_endpoint& ep, config::duration timeout) {
+    const upstream_endpoint& ep, config::duration timeout, config::http2_mode alpn, metrics* stats) {
     auto ex = co_await net::this_coro::executor;
     const auto& host = ep.origin.host;
     const auto where = ep.origin.authority();
@@ -131,7 +146,9 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
     tcp::socket socket = stream.release_socket();
 
     if (!ep.is_tls()) {
-        co_return std::make_unique<upstream_connection>(std::move(socket), ep.pool_key);
+        auto plain = std::make_unique<upstream_connection>(std::move(socket), ep.pool_key);
+        plain->set_negotiated_h2(alpn == config::http2_mode::on);  // h2c with prior knowledge
+        co_return plain;
     }
 
     upstream_connection::tls_stream tls(std::move(socket), *ep.tls);
@@ -140,6 +157,14 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
     if (!is_ip &&
         SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str())) != 1) {
         co_return failure{errc::upstream_tls, "cannot set SNI for " + host};
+    }
+    if (alpn != config::http2_mode::off) {
+        const bool h2_only = alpn == config::http2_mode::on;
+        const unsigned char* protos = h2_only ? alpn_h2_only : alpn_h2_h1;
+        const auto len = static_cast<unsigned>(h2_only ? sizeof alpn_h2_only : sizeof alpn_h2_h1);
+        if (SSL_set_alpn_protos(ssl, protos, len) != 0) {  // 0 is success here
+            co_return failure{errc::upstream_tls, "cannot set ALPN for " + host};
+        }
     }
     if (ep.verify_peer) {
         X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
@@ -163,7 +188,19 @@ net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failu
         }
         co_return failure{errc::upstream_tls, "TLS handshake with " + where + ": " + describe_tls_error(hec, ssl)};
     }
-    co_return std::make_unique<upstream_connection>(std::move(tls), ep.tls, ep.pool_key);
+    if (stats != nullptr) {
+        stats->on_upstream_tls_handshake();
+    }
+    const unsigned char* selected = nullptr;
+    unsigned selected_len = 0;
+    SSL_get0_alpn_selected(ssl, &selected, &selected_len);
+    const bool h2 = selected_len == 2 && selected[0] == 'h' && selected[1] == '2';
+    if (alpn == config::http2_mode::on && !h2) {
+        co_return failure{errc::upstream_protocol, host + " did not negotiate HTTP/2 (http2: on)"};
+    }
+    auto conn = std::make_unique<upstream_connection>(std::move(tls), ep.tls, ep.pool_key);
+    conn->set_negotiated_h2(h2);
+    co_return conn;
 }
 
 std::unique_ptr<upstream_connection> upstream_pool::take(const std::string& key) {

@@ -32,6 +32,15 @@
 
 namespace acp::proxy {
 
+class metrics;
+
+/// The bare transport of an upstream connection, moved out of it to carry
+/// HTTP/2 (upstream_connection::release_transport()).
+struct upstream_transport {
+    std::variant<tcp::socket, beast::ssl_stream<tcp::socket>> stream;
+    std::shared_ptr<net::ssl::context> tls_ctx;  // outlives the SSL object; null for plain
+};
+
 class upstream_connection {
 public:
     using plain_stream = tcp::socket;
@@ -66,6 +75,13 @@ public:
     [[nodiscard]] beast::flat_buffer& buffer() noexcept { return buffer_; }
     [[nodiscard]] const std::string& pool_key() const noexcept { return pool_key_; }
 
+    /// HTTP/2 was agreed: ALPN picked "h2", or h2c with prior knowledge (http2: on over http).
+    [[nodiscard]] bool negotiated_h2() const noexcept { return h2_; }
+    void set_negotiated_h2(bool h2) noexcept { h2_ = h2; }
+    /// Moves the socket (and the TLS state) out, for an HTTP/2 connection; only
+    /// right after connect_upstream (nothing read yet). The connection is empty after.
+    upstream_transport release_transport() &&;
+
     bool reused = false;           // came from the pool
     std::uint64_t generation = 0;  // pool generation it belongs to
     std::chrono::steady_clock::time_point idle_since{};
@@ -78,14 +94,23 @@ private:
     beast::flat_buffer buffer_;
     std::string pool_key_;
     lazy_deadline deadline_;  // after stream_: detached before the socket goes
+    bool h2_ = false;
 };
 
 /// Opens a connection to `ep`: resolve (skipped for IP literals), connect,
 /// and for https a TLS handshake with SNI and hostname/IP verification, all
 /// within `timeout`. Errors are classified (upstream_timeout, upstream_tls,
 /// upstream_unreachable) with a detail for the log and the error body.
+///
+/// `alpn` is what the TLS handshake offers (set on the SSL object, never on
+/// the shared context): automatic offers h2 and http/1.1, on offers h2 only
+/// and fails with upstream_protocol when the server picks nothing else, off
+/// offers nothing (HTTP/1.1). Over plain http, on means h2c with prior
+/// knowledge and anything else HTTP/1.1. negotiated_h2() says the outcome.
+/// `stats` (may be null) counts each successful TLS handshake.
 net::awaitable<boost::system::result<std::unique_ptr<upstream_connection>, failure>> connect_upstream(
-    const upstream_endpoint& ep, config::duration timeout);
+    const upstream_endpoint& ep, config::duration timeout, config::http2_mode alpn = config::http2_mode::off,
+    metrics* stats = nullptr);
 
 class upstream_pool {
 public:
