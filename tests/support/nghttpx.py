@@ -13,12 +13,21 @@ the port open), SIGKILL after a deadline, and then any worker pid recorded at st
 Extra backends by path prefix: routes=[("/auth", token_port)] sends /auth* there (nghttpx's
 pattern routing), so a realm on the same host can be served through the same connection.
 Knobs: max_concurrent_streams (SETTINGS_MAX_CONCURRENT_STREAMS to clients), window_bits (the
-per-stream window nghttpx announces, 2^bits - 1), extra_args for anything else.
+per-stream window nghttpx announces, 2^bits - 1), port (listen exactly there, one attempt: for a
+peer that must name this front before it starts, e.g. a registry whose token realm is on it),
+extra_args for anything else.
+
+The access log (stdout) is the combined format with the client's port and the ALPN protocol in
+front: `127.0.0.1:PORT ALPN - [time] "GET /path HTTP/2" status bytes "referer" "user agent"`.
+access_entries() parses it: one dict per request (client_port, alpn, method, path, version,
+status, bytes), so a test can tell how many connections a client used and which protocol each
+spoke.
 
 A missing nghttpx makes the test exit 77 naming the package.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +39,10 @@ import registry
 
 PACKAGE = "nghttp2-proxy"
 _LISTENING = "Listening on 127.0.0.1:"
+ACCESS_FORMAT = ('$remote_addr:$remote_port $alpn - [$time_local] "$request" $status $body_bytes_sent '
+                 '"$http_referer" "$http_user_agent"')
+_ACCESS_LINE = re.compile(r'^(?P<addr>[0-9a-fA-F.:\[\]]+):(?P<port>\d+) (?P<alpn>\S+) - \[[^\]]*\] '
+                          r'"(?P<method>\S+) (?P<path>\S+) (?P<version>HTTP/[0-9.]+)" (?P<status>\d+) (?P<bytes>\d+)')
 
 
 def nghttpx_binary():
@@ -78,7 +91,7 @@ def _alive(pid):
 
 class Nghttpx:
     def __init__(self, directory, backend_port, backend_host="127.0.0.1", routes=(), tls=None, name="nghttpx",
-                 max_concurrent_streams=None, window_bits=None, extra_args=()):
+                 max_concurrent_streams=None, window_bits=None, extra_args=(), port=None):
         self.dir = directory
         self.name = name
         self.backend = (backend_host, backend_port)
@@ -88,6 +101,7 @@ class Nghttpx:
         self.extra_args = list(extra_args)
         os.makedirs(directory, exist_ok=True)
         self.tls = tls or registry.make_tls_material(os.path.join(directory, "tls"))
+        self.fixed_port = port
         self.port = None
         self.child = None
 
@@ -106,6 +120,7 @@ class Nghttpx:
             "--no-server-rewrite",
             "--errorlog-file=/dev/stderr",
             "--accesslog-file=/dev/stdout",
+            f"--accesslog-format={ACCESS_FORMAT}",
             "--backend-keep-alive-timeout=30s",
         ]
         if self.max_concurrent_streams is not None:
@@ -122,8 +137,10 @@ class Nghttpx:
         with open(conf, "w") as f:
             f.write("# empty: every option is on the command line\n")
         last = None
+        if self.fixed_port is not None:
+            attempts = 1
         for attempt in range(attempts):
-            port = harness.free_port()
+            port = self.fixed_port or harness.free_port()
             log = os.path.join(self.dir, f"{self.name}.{attempt}.log")
             child = harness.Child(self.name, self._argv(port, conf), log)
 
@@ -140,7 +157,7 @@ class Nghttpx:
                 return self
             last = child.log_tail()
             child.stop(check=False)
-        raise RuntimeError(f"{self.name} did not start after {attempts} ports; log tail:\n{last}")
+        raise RuntimeError(f"{self.name} did not start after {attempts} port(s); log tail:\n{last}")
 
     def stop(self, timeout=10):
         if self.child is None:
@@ -184,3 +201,14 @@ class Nghttpx:
     def access_log(self):
         """The access log lines so far (nghttpx writes `"GET /path HTTP/2" status ...`)."""
         return [line for line in self.child.log_text().splitlines() if '" ' in line and " HTTP/" in line]
+
+    def access_entries(self):
+        """The access log parsed: [{client_port, alpn, method, path, version, status, bytes}]."""
+        out = []
+        for line in self.child.log_text().splitlines():
+            m = _ACCESS_LINE.match(line)
+            if m:
+                out.append({"client_port": int(m["port"]), "alpn": m["alpn"], "method": m["method"],
+                            "path": m["path"], "version": m["version"], "status": int(m["status"]),
+                            "bytes": int(m["bytes"])})
+        return out
