@@ -688,7 +688,8 @@ class TokenRegistry:
     """
 
     def __init__(self, directory, users=None, lifetime=300, tls=False, alg="ES256", key_header="x5c",
-                 service=DEFAULT_SERVICE, issuer=DEFAULT_ISSUER, realm_path=DEFAULT_REALM_PATH, **knobs):
+                 service=DEFAULT_SERVICE, issuer=DEFAULT_ISSUER, realm_path=DEFAULT_REALM_PATH, realm_url=None,
+                 **knobs):
         harness, registry = _import_siblings()
         self._harness = harness
         if users is None:
@@ -699,6 +700,9 @@ class TokenRegistry:
         self.users = dict(users)
         self.service, self.issuer, self.realm_path = service, issuer, realm_path
         self.alg, self.key_header = alg, key_header
+        # realm_url: what the registry's challenge names instead of the token server's own
+        # address, e.g. a front (tests/support/nghttpx.py) routing realm_path to token_port.
+        self.realm_url = realm_url
         self.knobs = dict(knobs, lifetime=lifetime)
         for k in self.knobs:
             if k not in _KNOBS:
@@ -746,7 +750,7 @@ class TokenRegistry:
 
         self.token_port = h.wait_until(port_from_log, timeout, "token server to listen")
         h.wait_until(lambda: self._control_request("GET", "/_stats").status == 200, timeout, "token server /_stats")
-        self.registry.token_auth = {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+        self.registry.token_auth = {"realm": self.realm_url or self.realm, "service": self.service, "issuer": self.issuer,
                                     "rootcertbundle": bundle}
         self.registry.start(timeout)
         return self
