@@ -113,8 +113,9 @@ struct h2_server_codec::impl {
     std::unordered_map<std::int32_t, stream_state> streams;
     std::vector<h2_server_event> events;
     std::vector<std::int32_t> drained;
-    std::string out;
+    std::string out;  // handed to the writer by next_output(): never touched while it writes
     std::size_t out_pos = 0;
+    std::string pending;  // framed by receive() while the writer may be writing `out`
     std::size_t active = 0;
     std::optional<failure> conn_error;
     bool shut = false;
@@ -339,13 +340,9 @@ struct h2_server_codec::impl {
         return static_cast<ssize_t>(n);
     }
 
-    // Renders frames into `out`, up to about one chunk.
-    void fill_output() {
-        if (out_pos == out.size()) {
-            out.clear();
-            out_pos = 0;
-        }
-        while (out.size() - out_pos < output_chunk) {
+    // Renders frames into `into` until it holds about one chunk.
+    void fill(std::string& into, std::size_t already) {
+        while (into.size() - already < output_chunk) {
             const std::uint8_t* data = nullptr;
             const auto n = nghttp2_session_mem_send(session, &data);
             if (n < 0) {
@@ -358,8 +355,20 @@ struct h2_server_codec::impl {
             if (n == 0) {
                 break;
             }
-            out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+            into.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
         }
+    }
+
+    // The writer's bytes: what it was handed and did not write yet, then
+    // what receive() framed meanwhile, then more.
+    void fill_output() {
+        if (out_pos == out.size()) {
+            out.clear();
+            out_pos = 0;
+        }
+        out += pending;
+        pending.clear();
+        fill(out, out_pos);
     }
 
     void resume(std::int32_t id, stream_state& s) {
@@ -418,8 +427,11 @@ boost::system::result<void, failure> h2_server_codec::receive(std::span<const st
         return *m.conn_error;
     }
     // A connection error nghttp2 found in these bytes shows only when its
-    // GOAWAY is framed: frame what is pending now.
-    m.fill_output();
+    // GOAWAY is framed: frame what is pending now (aside, not into the bytes
+    // the writer may be sending).
+    if (m.pending.size() < output_chunk) {
+        m.fill(m.pending, 0);
+    }
     if (m.conn_error) {
         return *m.conn_error;
     }
@@ -428,7 +440,7 @@ boost::system::result<void, failure> h2_server_codec::receive(std::span<const st
 
 bool h2_server_codec::wants_write() const noexcept {
     const auto& m = *impl_;
-    return m.out_pos < m.out.size() || nghttp2_session_want_write(m.session) != 0;
+    return m.out_pos < m.out.size() || !m.pending.empty() || nghttp2_session_want_write(m.session) != 0;
 }
 
 std::span<const std::uint8_t> h2_server_codec::next_output() {
@@ -601,7 +613,7 @@ const std::optional<failure>& h2_server_codec::connection_error() const noexcept
 }
 
 std::size_t h2_server_codec::buffered_output() const noexcept {
-    return impl_->out.size() - impl_->out_pos;
+    return impl_->out.size() - impl_->out_pos + impl_->pending.size();
 }
 
 std::size_t h2_server_codec::queued_bytes() const noexcept {

@@ -122,8 +122,9 @@ public:
 
     /// Something to send: drain next_output() until this turns false.
     [[nodiscard]] bool wants_write() const noexcept;
-    /// The next bytes to write (empty when none); valid until the next call
-    /// into the codec other than consumed_output().
+    /// The next bytes to write (empty when none); valid until the next
+    /// next_output() call: receive() and the stream calls never touch them,
+    /// so the reader may run while the writer's write is in flight.
     std::span<const std::uint8_t> next_output();
     /// `n` bytes of next_output() were written.
     void consumed_output(std::size_t n) noexcept;
