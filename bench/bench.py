@@ -17,8 +17,12 @@ Workloads (bench/README.md explains each and how to read the table):
   4 cold-scope storm: 500 concurrent first requests for a new repository
   5 RSS idle and peak during 32 concurrent 1 GiB blob streams
   6 start-up: exec to /readyz 200
+  7 HTTP/2 vs HTTP/1.1 upstream over TLS (nghttpx ALPN h2 in front of
+    docker-registry), proxy `http2: on` vs `http2: off`: upstream connections
+    and TLS handshakes made (the proxy's metrics), req/s and p99 of 64
+    concurrent manifest GETs (wrk), 64 MiB blob MB/s, 1 and 8 streams
 
-Usage: bench/bench.py --proxy PATH [--quick] [--only 1,2,...] [--results FILE]
+Usage: bench/bench.py --proxy PATH [--quick] [--only 1,2,...] [--results FILE [--merge]]
 """
 
 import argparse
@@ -592,6 +596,132 @@ def workload4(world, n):
     return out
 
 
+
+# ---------------------------------------------------------------------------
+# workload 7: the HTTP/2 upstream vs HTTP/1.1, over TLS
+
+
+_METRIC_LINE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$")
+
+
+def metric_values(text):
+    """{'name{labels}': value} of a Prometheus text page ('name' alone when it has no labels)."""
+    out = {}
+    for line in text.splitlines():
+        m = _METRIC_LINE.match(line.strip())
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+class H2World:
+    """docker-registry (anonymous, plain HTTP) behind nghttpx (TLS with ALPN h2,http/1.1;
+    tests/support/nghttpx.py), and one proxy per run pointing at the nghttpx host with
+    `http2: on` or `http2: off` (a fresh proxy per run: its connection counters start at 0)."""
+
+    REPO = "bench/h2"
+    MODES = ("on", "off")
+
+    def __init__(self, tmp, binary, blob_size):
+        self.tmp, self.binary, self.blob_size = tmp, binary, blob_size
+        self.reg = self.ng = self.image = None
+        self.runs = 0
+
+    def start(self):
+        import nghttpx
+
+        nghttpx.require_nghttpx()
+        t0 = time.monotonic()
+        self.reg = registry_mod.Registry(self.tmp.join("h2-registry")).start()
+        self.image = oci_image.build_image(self.tmp.join("h2-layout"), [LayerSpec(self.blob_size, 1, gzip_level=1)],
+                                           tag="v1", seed="bench-h2")
+        oci_image.push(self.image.layout, "v1", self.reg.host, self.REPO)
+        # nghttpx's default of 8 backend connections per host would queue 64 concurrent
+        # requests on the HTTP/1.1 backend side, for both modes alike; 128 keeps it out of the way.
+        self.ng = nghttpx.Nghttpx(self.tmp.join("h2-nghttpx"), self.reg.port,
+                                  extra_args=["--backend-connections-per-host=128"]).start()
+        log(f"  h2 world: docker-registry + nghttpx on {self.ng.host}, {self.layer.size / MIB:.0f} MiB blob, "
+            f"up in {time.monotonic() - t0:.1f}s")
+        return self
+
+    @property
+    def layer(self):
+        return self.image.layers[0]
+
+    def start_acp(self, mode):
+        self.runs += 1
+        cfg = {"log": {"level": "warn", "format": "text"},
+               "registries": [{"host": self.ng.host, "auth": {"type": "anonymous"}, "caFile": self.ng.ca,
+                               "http2": mode}]}
+        return proxy_mod.Proxy(self.binary, self.tmp.join(f"acp-h2-{self.runs}"), cfg, name=f"acp-h2-{mode}").start()
+
+    def manifest_path(self):
+        return f"/v2/{self.REPO}/manifests/v1?ns={self.ng.host}"
+
+    def blob_path(self):
+        return f"/v2/{self.REPO}/blobs/{self.layer.digest}?ns={self.ng.host}"
+
+    def stop(self):
+        for x in (self.ng, self.reg):
+            if x is not None:
+                x.stop()
+
+
+def workload7(world, rounds, seconds, blob_gets):
+    log("workload 7: HTTP/2 vs HTTP/1.1 upstream over TLS (64 concurrent manifests, 64 MiB blob)")
+    script = world.tmp.join("wrk-h2.lua")
+    with open(script, "w") as f:
+        f.write(f'wrk.headers["Accept"] = "{OCI_MANIFEST}"\n')
+    res = {}  # mode -> [runs]
+    for r in range(rounds):
+        for mode in rotate(list(world.MODES), r):
+            since = len(world.ng.access_entries())
+            p = world.start_acp(mode)
+            try:
+                warm = p.request("GET", world.manifest_path(), [("Accept", OCI_MANIFEST)])
+                if warm.status != 200 or warm.sha256() != world.image.manifest.digest:
+                    raise RuntimeError(f"workload 7 warm-up (http2: {mode}): {warm.status} {warm.body[:200]!r}")
+                x = wrk(p.port, world.manifest_path(), 64, seconds, script)
+                if x["non2xx"] or x["socket_errors"]:
+                    log(f"    WARNING http2: {mode}: {x['non2xx']} non-2xx, socket errors {x['socket_errors']}")
+                after_manifests = metric_values(p.metrics())
+                single = []
+                c0 = proc_stats.cpu_seconds(p.child.pid)
+                for _ in range(blob_gets):
+                    status, n, secs = curl_get(p.port, world.blob_path())
+                    if status != 200 or n != world.layer.size:
+                        raise RuntimeError(f"workload 7 blob (http2: {mode}): {status}, {n} bytes")
+                    single.append(n / 1e6 / secs)
+                cpu = proc_stats.cpu_seconds(p.child.pid) - c0
+                t0 = time.monotonic()
+                procs = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                                           "--max-time", "600", f"http://127.0.0.1:{p.port}{world.blob_path()}"],
+                                          stdout=subprocess.PIPE, text=True) for _ in range(8)]
+                outs = [pr.communicate()[0].split() for pr in procs]
+                multi_secs = time.monotonic() - t0
+                if any(o != ["200", str(world.layer.size)] for o in outs):
+                    raise RuntimeError(f"workload 7 8-stream blob (http2: {mode}): {outs}")
+                m = metric_values(p.metrics())
+            finally:
+                p.stop(check=False)
+            alpn = {}
+            for e in world.ng.access_entries()[since:]:
+                alpn[e["alpn"]] = alpn.get(e["alpn"], 0) + 1
+            y = {"rps": x["rps"], "p50": x["p50"], "p99": x["p99"],
+                 "conns": after_manifests.get('acp_upstream_connections_total{reused="false"}'),
+                 "handshakes": after_manifests.get("acp_upstream_tls_handshakes_total"),
+                 "conns_total": m.get('acp_upstream_connections_total{reused="false"}'),
+                 "handshakes_total": m.get("acp_upstream_tls_handshakes_total"),
+                 "mbps1": median(single), "mbps8": 8 * world.layer.size / 1e6 / multi_secs,
+                 "cpu_per_gib": cpu / (blob_gets * world.layer.size / GIB), "alpn": alpn}
+            res.setdefault(mode, []).append(y)
+            log(f"    round {r + 1} http2: {mode:<3} {y['rps']:8.0f} req/s  p99 {y['p99']:.3f} ms  "
+                f"upstream conns {y['conns']} handshakes {y['handshakes']} (after blobs: {y['conns_total']}, "
+                f"{y['handshakes_total']})  blob {y['mbps1']:.0f} MB/s, 8 streams {y['mbps8']:.0f} MB/s  "
+                f"{y['cpu_per_gib']:.3f} CPU s/GiB  nghttpx saw {alpn}")
+    return res
+
+
 # ---------------------------------------------------------------------------
 # the report
 
@@ -752,15 +882,87 @@ def report(args, command, mach, vers, load_start, load_end, started, finished, w
         a("")
         a(f"Target ≤ 50 ms (median): {median(times):.1f} ms {mark(median(times) <= 50)}.")
         a("")
+
+    if "7" in w:
+        res, rounds, secs, size, gets = w["7"]
+        a(f"## 7. HTTP/2 vs HTTP/1.1 upstream over TLS (nghttpx ALPN h2 in front of docker-registry; "
+          f"{rounds} rounds, a fresh proxy per run)")
+        a("")
+        a("64 concurrent manifest GETs (wrk, 64 connections, "
+          f"{secs} s) then {gets} × the {size / MIB:.0f} MiB blob one at a time and 8 at once, through a proxy with "
+          "`http2: on` (ALPN h2 only) and one with `http2: off` (HTTP/1.1). Upstream connections and TLS handshakes "
+          "are the proxy's own counters (`acp_upstream_connections_total{reused=\"false\"}`, "
+          "`acp_upstream_tls_handshakes_total`) after the manifest burst (warm-up request included); the protocol "
+          "column is what nghttpx logged (ALPN per request).")
+        a("")
+        a("| upstream | upstream connections | TLS handshakes | req/s | p50 ms | p99 ms | blob MB/s (1 stream) | "
+          "blob MB/s (8 streams) | CPU s per GiB | nghttpx saw |")
+        a("|---|---|---|---|---|---|---|---|---|---|")
+        med = {}
+
+        def fmt_count(v):
+            return "n/a" if v is None else f"{v:.0f}"
+
+        for mode in H2World.MODES:
+            xs = res[mode]
+            med[mode] = {k: (median([x[k] for x in xs if x[k] is not None])
+                             if any(x[k] is not None for x in xs) else None)
+                         for k in ("rps", "p50", "p99", "conns", "handshakes", "mbps1", "mbps8", "cpu_per_gib")}
+            alpn = {}
+            for x in xs:
+                for k, v in x["alpn"].items():
+                    alpn[k] = alpn.get(k, 0) + v
+            m = med[mode]
+            label = "h2 (`http2: on`)" if mode == "on" else "HTTP/1.1 (`http2: off`)"
+            a(f"| {label} | {fmt_count(m['conns'])} | {fmt_count(m['handshakes'])} | {m['rps']:,.0f} | "
+              f"{m['p50']:.3f} | {m['p99']:.3f} | {m['mbps1']:,.0f} | {m['mbps8']:,.0f} | {m['cpu_per_gib']:.3f} | "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(alpn.items()))} |")
+        h2, h1 = med["on"], med["off"]
+
+        def ratio(k):
+            return "—" if not h2[k] or not h1[k] else f"{h2[k] / h1[k]:.2f}×"
+
+        a(f"| h2 ÷ HTTP/1.1 | {ratio('conns')} | {ratio('handshakes')} | {ratio('rps')} | {ratio('p50')} | "
+          f"{ratio('p99')} | {ratio('mbps1')} | {ratio('mbps8')} | {ratio('cpu_per_gib')} | |")
+        a("")
+        one = h2["conns"] is not None and h2["conns"] <= 1
+        a(f"Targets: h2 upstream uses one connection for the 64 concurrent requests: {fmt_count(h2['conns'])} "
+          f"{mark(one)}; req/s ≥ 1.0× HTTP/1.1: {ratio('rps')} {mark(bool(h2['rps'] and h1['rps'] and h2['rps'] >= h1['rps']))}"
+          f"; blob MB/s (1 stream) ≥ 0.95× HTTP/1.1: {ratio('mbps1')} "
+          f"{mark(bool(h2['mbps1'] and h1['mbps1'] and h2['mbps1'] >= 0.95 * h1['mbps1']))}.")
+        a("")
     return "\n".join(L)
+
+
+def merge_sections(old, new, only):
+    """The old tables with the sections of the workloads in `only` replaced by (or, when
+    absent, appended from) the new run's; a note under each replaced section says when."""
+    def split(text):
+        parts = re.split(r"(?m)^(?=## \d+\. )", text)
+        head, secs = parts[0], {}
+        for p in parts[1:]:
+            secs[p.split(".", 1)[0][3:]] = p
+        return head, secs
+
+    old_head, old_secs = split(old)
+    _, new_secs = split(new)
+    stamp = re.search(r"^Run (.*?) UTC", new, re.M)
+    for n in sorted(only):
+        if n in new_secs:
+            note = f"(Section {n} from a later run, {stamp.group(1)} UTC, `--only {','.join(sorted(only))}`.)\n\n" \
+                if stamp else ""
+            old_secs[n] = new_secs[n].rstrip("\n") + "\n\n" + note
+    return old_head + "".join(old_secs[k] for k in sorted(old_secs, key=int))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--proxy", required=True, help="the acr-credential-proxy binary (release build)")
     ap.add_argument("--quick", action="store_true", help="small sizes and short runs (to try the script)")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated workloads")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated workloads")
     ap.add_argument("--results", default=None, help="write the Markdown here too (scripts/bench: bench/RESULTS.md)")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --results: replace only the sections of the workloads run, keep the others")
     ap.add_argument("--command", default=None, help="the command line to record (scripts/bench passes its own)")
     args = ap.parse_args()
     command = args.command or " ".join(sys.argv)
@@ -812,6 +1014,14 @@ def main():
                 w["4"] = workload4(aw, 50 if q else 500)
         finally:
             aw.stop()
+    if "7" in only:
+        log("h2 world: docker-registry behind nghttpx (TLS, ALPN h2), proxies with http2: on / off")
+        hw = H2World(tmp, binary, 64 * MIB).start()
+        try:
+            rounds, secs, gets = (1, 1, 1) if q else (3, 2, 3)
+            w["7"] = (workload7(hw, rounds, secs, gets), rounds, secs, hw.layer.size, gets)
+        finally:
+            hw.stop()
     finished = datetime.datetime.now(datetime.timezone.utc)
     load_end = loadavg()
     text = report(args, command, mach, vers, load_start, load_end, started, finished, w)
@@ -819,13 +1029,16 @@ def main():
     log(text)
     if args.results:
         kept = ""
+        old = ""
         if os.path.exists(args.results):
             with open(args.results) as f:
                 old = f.read()
             if ANALYSIS_MARKER in old:
                 kept = "\n" + old[old.index(ANALYSIS_MARKER):]
+        if args.merge and old:
+            text = merge_sections(old[:old.index(ANALYSIS_MARKER)] if ANALYSIS_MARKER in old else old, text, only)
         with open(args.results, "w") as f:
-            f.write(text + "\n" + kept)
+            f.write(text.rstrip("\n") + "\n" + kept)
         log(f"wrote {args.results}")
     log(f"bench total: {(finished - started).total_seconds():.0f} s")
     return 0
