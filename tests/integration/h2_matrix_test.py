@@ -22,6 +22,9 @@ For each pair (class Pair_<client>_to_<upstream>):
 h1->h2 and h2->h2 also: 64 concurrent manifest GETs share ONE upstream connection (nghttpx's log:
 one client port, ALPN h2), and the realm request of the token flow came on that same connection.
 
+h2c upstream: `http2: on` for a plain-http endpoint (a cleartext nghttpx front) speaks HTTP/2
+with prior knowledge (nghttpx logs ALPN "h2c").
+
 Faults (tests/support/h2_fault_server.py: python3-h2 over TLS, ALPN h2 only, `http2: on`):
   * GOAWAY(last_stream_id = the 4th of 8 streams) while 8 blob streams are mid-body: the 4 kept
     ones finish on the first connection, the 4 above the id are retried on a new one; every client
@@ -86,6 +89,7 @@ class World:
     tr1 = None  # h1 upstream: docker-registry over TLS
     tr2 = None  # h2 upstream: plain docker-registry behind nghttpx
     ng = None
+    ngc = None  # the same registry behind a cleartext nghttpx front (h2c with prior knowledge)
     fs = None  # h2 fault server
     fault_blobs = []
     rst_blob = None
@@ -156,9 +160,14 @@ def proxy_config():
         {"host": World.tr1.registry_host, "auth": basic, "caFile": World.tr1.ca, "http2": "off"},
         {"host": World.ng.host, "auth": basic, "caFile": World.ng.ca, "http2": "on"},
     ]
+    overrides = {}
+    if World.ngc is not None:
+        # The realm the registry names is on the TLS front: caFile is that front's CA.
+        regs.append({"host": World.ngc.host, "auth": basic, "caFile": World.ng.ca, "http2": "on"})
+        overrides[World.ngc.host] = World.ngc.url
     if World.fs is not None:
         regs.append({"host": World.fs.host, "auth": {"type": "anonymous"}, "caFile": World.fs.ca, "http2": "on"})
-    return {"registries": regs, "log": {"level": "debug", "format": "text"}}
+    return {"registries": regs, "endpointOverrides": overrides, "log": {"level": "debug", "format": "text"}}
 
 
 def start_proxy(name, tls_listener=False):
@@ -200,6 +209,8 @@ def setUpModule():
         h2_repos += ["fanout/h1-h2", "fanout/h2-h2", "load/h2-h2"]
         _push(World.image, World.tr1.registry_host, h1_repos, auth1, World.tr1.ca_dir)
         _push(World.image, World.ng.host, h2_repos, auth_ng, World.ng.ca_dir)
+        World.ngc = nghttpx.Nghttpx(World.tmp.join("nghttpx-clear"), World.tr2.registry.port, name="nghttpx-clear",
+                                    routes=[(World.tr2.realm_path, World.tr2.token_port)], cleartext=True).start()
         World.fs = h2_fault_server.H2FaultServer(World.tmp.join("faults"), goaway_after=GOAWAY_STREAMS,
                                                  goaway_keep=GOAWAY_KEEP, goaway_partial=16384,
                                                  rst_after=64 << 10).start()
@@ -216,8 +227,9 @@ def tearDownModule():
         p.stop(check=False)
     if World.fs:
         World.fs.stop()
-    if World.ng:
-        World.ng.stop()
+    for ng in (World.ngc, World.ng):
+        if ng:
+            ng.stop()
     for tr in (World.tr1, World.tr2):
         if tr:
             tr.stop()
@@ -547,6 +559,34 @@ def _pair_class(client, upstream):
 for _c, _u in PAIRS:
     globals()[f"Pair_{_c}_to_{_u}"] = _pair_class(_c, _u)
 del _c, _u
+
+
+class H2c_upstream(harness.TestCaseBase):
+    """`http2: on` for a plain-http endpoint: HTTP/2 with prior knowledge (h2c), no TLS."""
+
+    def watched(self):
+        return [World.proxy]
+
+    def setUp(self):
+        if RSS_MODE:
+            self.skipTest("--rss runs only the memory case")
+
+    def test_plain_http_upstream_with_http2_on_speaks_h2c_prior_knowledge(self):
+        c = harness.Checks(self)
+        name = repo("pair", "h1", "h2")  # pushed to the registry behind both fronts
+        since = len(World.ngc.access_entries())
+        for client in ("h1", "h2"):
+            r = curl(client, target("manifests", name, TAG, World.ngc.host), "GET", ACCEPT)
+            c.eq((r.version, r.status), (want_version(client), 200), f"{client}->h2c manifest ({r!r})")
+            c.eq(r.sha256(), World.image.manifest.digest, f"{client}->h2c manifest body")
+            blob = World.image.layers[0]
+            r = curl(client, target("blobs", name, blob.digest, World.ngc.host))
+            c.eq((r.status, r.sha256()), (200, blob.digest), f"{client}->h2c blob")
+        entries = [e for e in World.ngc.access_entries()[since:] if f"/v2/{name}/" in e["path"]]
+        c.check(entries, "the cleartext front logged the requests")
+        for e in entries:
+            c.eq((e["version"], e["alpn"]), ("HTTP/2", "h2c"), f"upstream protocol of {e['path'][:50]}")
+        c.done()
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ pattern routing), so a realm on the same host can be served through the same con
 Knobs: max_concurrent_streams (SETTINGS_MAX_CONCURRENT_STREAMS to clients), window_bits (the
 per-stream window nghttpx announces, 2^bits - 1), port (listen exactly there, one attempt: for a
 peer that must name this front before it starts, e.g. a registry whose token realm is on it),
+cleartext (a plain-TCP front speaking h2c with prior knowledge, and HTTP/1.1, instead of TLS),
 extra_args for anything else.
 
 The access log (stdout) is the combined format with the client's port and the ALPN protocol in
@@ -91,7 +92,7 @@ def _alive(pid):
 
 class Nghttpx:
     def __init__(self, directory, backend_port, backend_host="127.0.0.1", routes=(), tls=None, name="nghttpx",
-                 max_concurrent_streams=None, window_bits=None, extra_args=(), port=None):
+                 max_concurrent_streams=None, window_bits=None, extra_args=(), port=None, cleartext=False):
         self.dir = directory
         self.name = name
         self.backend = (backend_host, backend_port)
@@ -102,6 +103,7 @@ class Nghttpx:
         os.makedirs(directory, exist_ok=True)
         self.tls = tls or registry.make_tls_material(os.path.join(directory, "tls"))
         self.fixed_port = port
+        self.cleartext = cleartext
         self.port = None
         self.child = None
 
@@ -109,7 +111,7 @@ class Nghttpx:
 
     def _argv(self, port, conf):
         host, bport = self.backend
-        argv = [nghttpx_binary(), f"--conf={conf}", f"--frontend=127.0.0.1,{port}",
+        argv = [nghttpx_binary(), f"--conf={conf}", f"--frontend=127.0.0.1,{port}{';no-tls' if self.cleartext else ''}",
                 f"--backend={host},{bport};/"]
         for pattern, route_port in self.routes:
             argv.append(f"--backend=127.0.0.1,{route_port};{pattern}")
@@ -147,12 +149,13 @@ class Nghttpx:
             def listening():
                 if not child.alive():
                     return "exited"
-                return "up" if _LISTENING + f"{port}," in child.log_text() else None
+                return "up" if re.search(re.escape(_LISTENING) + f"{port}\\b", child.log_text()) else None
 
             state = harness.wait_until(listening, timeout, f"{self.name} to listen")
             if state == "up":
                 self.child, self.port = child, port
-                harness.wait_until(lambda: alpn_selected(port) == "h2", timeout, f"{self.name} to negotiate h2")
+                if not self.cleartext:
+                    harness.wait_until(lambda: alpn_selected(port) == "h2", timeout, f"{self.name} to negotiate h2")
                 self.worker_pids = _children_of(child.pid)
                 return self
             last = child.log_tail()
@@ -185,7 +188,7 @@ class Nghttpx:
 
     @property
     def url(self):
-        return f"https://{self.host}"
+        return f"{'http' if self.cleartext else 'https'}://{self.host}"
 
     @property
     def ca(self):
