@@ -1,6 +1,7 @@
 #include "proxy/forward.hpp"
 
 #include "config/logging.hpp"
+#include "proxy/h2_upstream.hpp"
 #include "proxy/header_policy.hpp"
 #include "proxy/local_reply.hpp"
 #include "proxy/redirect_policy.hpp"
@@ -9,7 +10,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <charconv>
 #include <optional>
+#include <vector>
 
 namespace acp::proxy {
 namespace {
@@ -31,12 +34,17 @@ bool is_stale_connection_error(const error_code& ec) {
 net::awaitable<std::optional<failure>> exchange(const upstream_endpoint& ep, http::request<http::empty_body>& req,
                                                 bool head, std::optional<response_parser>& parser,
                                                 std::unique_ptr<upstream_connection>& conn, server_state& st,
-                                                const config::timeout_config& t, upstream_connection*& active) {
+                                                const config::timeout_config& t, upstream_connection*& active,
+                                                std::unique_ptr<upstream_connection> fresh = nullptr) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-        conn = attempt == 0 ? st.pool.take(ep.pool_key) : nullptr;
-        const bool reused = conn != nullptr;
+        const bool given = attempt == 0 && fresh != nullptr;  // the h2 pool's connect, where ALPN chose http/1.1
+        conn = given ? std::move(fresh) : attempt == 0 ? st.pool.take(ep.pool_key) : nullptr;
+        const bool reused = conn != nullptr && !given;
+        if (given) {
+            conn->generation = st.pool.generation();
+        }
         if (!conn) {
-            auto made = co_await connect_upstream(ep, t.upstream_connect);
+            auto made = co_await connect_upstream(ep, t.upstream_connect, config::http2_mode::off, &st.stats);
             if (!made) {
                 if (made.error().code == errc::upstream_tls) {
                     st.stats.on_upstream_tls_error(ep.origin.authority());
@@ -48,7 +56,9 @@ net::awaitable<std::optional<failure>> exchange(const upstream_endpoint& ep, htt
             conn = std::move(*made);
             conn->generation = st.pool.generation();
         }
-        st.stats.on_upstream_connection(reused);
+        if (!given) {
+            st.stats.on_upstream_connection(reused);  // the h2 pool counted its own connect
+        }
         active = conn.get();
         parser.emplace();
         parser->header_limit(upstream_header_limit);
@@ -74,6 +84,64 @@ net::awaitable<std::optional<failure>> exchange(const upstream_endpoint& ep, htt
         co_return failure{code, "upstream " + ep.origin.authority() + ": " + ec.message()};
     }
     co_return failure{errc::upstream_unreachable, "upstream " + ep.origin.authority() + " closed the connection"};
+}
+
+void count_connect_failure(server_state& st, const upstream_endpoint& ep, const failure& f) {
+    if (f.code == errc::upstream_tls) {
+        st.stats.on_upstream_tls_error(ep.origin.authority());
+    } else if (f.code == errc::upstream_unreachable || f.code == errc::upstream_timeout) {
+        st.stats.on_upstream_connect_error(ep.origin.authority());
+    }
+}
+
+// The exchange over a shared HTTP/2 connection (http2: auto|on): a stream on a
+// connection that can take one, or a new connection. A stream the server never
+// processed (GOAWAY above its last id, REFUSED_STREAM) goes again on another
+// connection: GET and HEAD are idempotent. When the origin chose HTTP/1.1 in
+// ALPN, the HTTP/1.1 exchange takes over (with the connection just made).
+net::awaitable<std::optional<failure>> exchange_h2(const upstream_endpoint& ep, http::request<http::empty_body>& req,
+                                                   bool head, std::optional<response_parser>& parser,
+                                                   std::unique_ptr<upstream_connection>& conn,
+                                                   h2_upstream_stream& stream, http::response_header<>& h2_head,
+                                                   server_state& st, const config::timeout_config& t, request_io& io) {
+    std::vector<h2_field> fields;
+    for (const auto& f : req) {
+        fields.push_back({f.name_string(), f.value()});
+    }
+    const h2_request r{head ? "HEAD" : "GET", ep.is_tls() ? "https" : "http", req[http::field::host], req.target(),
+                       fields};
+    constexpr int max_attempts = 3;
+    for (int attempt = 1;; ++attempt) {
+        auto opened = co_await st.h2_pool.open(ep, r, t.upstream_connect, st.stats);
+        if (auto* f = std::get_if<failure>(&opened)) {
+            count_connect_failure(st, ep, *f);
+            co_return *f;
+        }
+        if (std::holds_alternative<h2_use_h1>(opened)) {
+            co_return co_await exchange(ep, req, head, parser, conn, st, t, io.upstream);
+        }
+        if (auto* c = std::get_if<std::unique_ptr<upstream_connection>>(&opened)) {
+            auto fresh = std::move(*c);
+            co_return co_await exchange(ep, req, head, parser, conn, st, t, io.upstream, std::move(fresh));
+        }
+        stream = std::move(std::get<h2_upstream_stream>(opened));
+        io.upstream_h2 = &stream;
+        auto got = co_await stream.read_head(t.upstream_headers);
+        if (got) {
+            h2_head.result(got->status);
+            h2_head.version(11);
+            static_cast<http::fields&>(h2_head) = std::move(got->fields);
+            co_return std::nullopt;
+        }
+        io.upstream_h2 = nullptr;
+        const bool again = stream.retryable() && attempt < max_attempts;
+        stream.reset();
+        if (!again) {
+            auto f = got.error();
+            f.detail = "upstream " + ep.origin.authority() + ": " + f.detail;
+            co_return f;
+        }
+    }
 }
 
 // Reads and drops a small response body (401, redirects) so the connection
@@ -106,24 +174,33 @@ net::awaitable<void> discard_response(std::optional<response_parser>& parser,
     }
 }
 
+// Drops the answer to a request that goes again (401, redirect): an HTTP/2
+// stream is reset (RST_STREAM CANCEL; the connection stays shared), an
+// HTTP/1.1 body read and dropped.
+net::awaitable<void> discard_answer(h2_upstream_stream& h2, std::optional<response_parser>& parser,
+                                    std::unique_ptr<upstream_connection>& conn, server_state& st,
+                                    const config::timeout_config& t, request_io& io) {
+    if (h2.valid()) {
+        io.upstream_h2 = nullptr;
+        h2.reset();
+        co_return;
+    }
+    co_await discard_response(parser, conn, st, t, io.upstream);
+}
+
 // Only trivially destructible parameters: GCC 12 destroys non-trivial
 // temporaries of a co_await full-expression twice, so callers pass named locals.
-net::awaitable<bool> reply_failure(forward_args& a, error_code code, std::string_view detail,
+net::awaitable<void> reply_failure(forward_args& a, error_code code, std::string_view detail,
                                    std::string_view credentials) {
     a.rc.error = std::string(detail);
     const auto reply = to_local_reply(code, {a.route.host, a.path.name, credentials, detail});
     a.rc.status = static_cast<unsigned>(reply.status);
     a.rc.to_headers = clock::now() - a.rc.start;
-    a.keep_alive = a.keep_alive && !a.state.draining;
-    const auto ec =
-        co_await write_local_reply(a.downstream, reply,
-                                   {a.request.version(), a.keep_alive, a.request.method() == http::verb::head, a.rc.id,
-                                    a.snap.cfg->timeouts.idle});
-    co_return !ec && a.keep_alive && !reply.close;
+    (void)co_await a.out.write_local(reply, a.request.method() == http::verb::head, a.rc.id);
 }
 
-net::awaitable<bool> reply_failure(forward_args& a, errc code, std::string_view detail, std::string_view credentials) {
-    co_return co_await reply_failure(a, make_error_code(code), detail, credentials);
+net::awaitable<void> reply_failure(forward_args& a, errc code, std::string_view detail, std::string_view credentials) {
+    co_await reply_failure(a, make_error_code(code), detail, credentials);
 }
 
 // An auth provider's error keeps its own category (the token flow's realm
@@ -135,95 +212,81 @@ error_code provider_error(const error_code& ec) {
     return make_error_code(errc::credentials_unavailable);
 }
 
-// Writes what the serializer has next (head and/or body) within `idle`.
-net::awaitable<error_code> write_down(timed_socket& down, http::response_serializer<http::buffer_body>& sr,
-                                      config::duration idle, bool head_only = false) {
-    down.deadline.expires_after(idle);
-    auto [ec, n] = head_only ? co_await http::async_write_header(down.socket, sr, use_nothrow)
-                             : co_await http::async_write(down.socket, sr, use_nothrow);
-    down.deadline.expires_never();
-    if (ec == http::error::need_buffer) {
-        ec = {};  // the serializer wrote all it had and waits for more body
+// Records the head's outcome for the access log; false when the write failed.
+bool head_written(forward_args& a, unsigned status, const error_code& ec) {
+    a.rc.status = status;
+    a.rc.to_headers = clock::now() - a.rc.start;
+    if (ec) {
+        a.rc.error = "downstream write: " + ec.message();
     }
-    co_return down.deadline.check(ec);
+    return !ec;
 }
 
-net::awaitable<error_code> write_down(timed_socket& down, net::const_buffer b, config::duration idle) {
-    down.deadline.expires_after(idle);
-    auto [ec, n] = co_await net::async_write(down.socket, b, use_nothrow);
-    down.deadline.expires_never();
-    co_return down.deadline.check(ec);
+bool body_written(forward_args& a, const error_code& ec, std::size_t n) {
+    if (ec) {
+        a.rc.error = "downstream write: " + ec.message();
+        return false;
+    }
+    a.rc.bytes += n;
+    a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
+    return true;
 }
 
 // A body of known length (blobs, manifests): the body bytes that came with the
-// head go out in the same write as the response head (a manifest: one write
-// for the whole answer); the rest is read straight from the upstream socket
+// head go out with the response head (a manifest: one write for the whole
+// answer over HTTP/1.1); the rest is read straight from the upstream socket
 // into one fixed buffer and written as is, each read waiting for the previous
 // write, so a slow client slows the upstream read (TCP backpressure) instead
-// of growing memory. Exact accounting: the connection ends early, and the
-// client sees a body shorter than its Content-Length, if the upstream does.
-// Returns whether the whole body went through.
-net::awaitable<bool> relay_known_length(forward_args& a, http::response_serializer<http::buffer_body>& sr,
-                                        http::response<http::buffer_body>& res, std::uint64_t length,
+// of growing memory. Exact accounting: the client sees a body shorter than its
+// Content-Length (HTTP/1.1: the connection ends early; HTTP/2: the stream is
+// reset) if the upstream's is. Returns whether the whole body went through.
+net::awaitable<bool> relay_known_length(forward_args& a, http::response_header<>& head, std::uint64_t length,
                                         upstream_connection& conn) {
     const auto& t = a.snap.cfg->timeouts;
-    auto& body = res.body();
     auto& buffered = conn.buffer();
     const auto first = static_cast<std::size_t>(std::min<std::uint64_t>(length, buffered.size()));
-    net::mutable_buffer head_bytes = buffered.data();
-    body.data = head_bytes.data();
-    body.size = first;
-    body.more = first < length;
-    const auto hec = co_await write_down(a.downstream, sr, t.idle);
-    a.rc.status = res.result_int();
-    a.rc.to_headers = clock::now() - a.rc.start;
-    if (hec) {
-        a.rc.error = "downstream write: " + hec.message();
+    const unsigned status = head.result_int();
+    const net::const_buffer first_bytes(buffered.data().data(), first);
+    const auto hec = co_await a.out.write_head(head, body_shape{false, length}, first_bytes);
+    if (!head_written(a, status, hec)) {
         co_return false;
     }
     buffered.consume(first);
-    a.rc.bytes += first;
-    a.state.stats.add_relayed_bytes(a.rc.metrics_registry, first);
+    (void)body_written(a, {}, first);
 
     std::uint64_t remaining = length - first;
-    if (remaining == 0) {
-        co_return true;
-    }
-    auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled
-    while (remaining > 0) {
-        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, relay_buffer_size));
-        // What one read brings: upstreamIdle bounds the silence between body
-        // bytes, and a trickling upstream's bytes go out as they come.
-        conn.expires_after(t.upstream_idle);
-        auto [rec, n] = co_await conn.read_some(net::buffer(buf.get(), want));
-        conn.expires_never();
-        if (rec) {
-            a.rc.error = "upstream body: " + rec.message() + " with " + std::to_string(remaining) + " bytes to go";
-            co_return false;
+    if (remaining > 0) {
+        auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled
+        while (remaining > 0) {
+            const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, relay_buffer_size));
+            // What one read brings: upstreamIdle bounds the silence between body
+            // bytes, and a trickling upstream's bytes go out as they come.
+            conn.expires_after(t.upstream_idle);
+            auto [rec, n] = co_await conn.read_some(net::buffer(buf.get(), want));
+            conn.expires_never();
+            if (rec) {
+                a.rc.error = "upstream body: " + rec.message() + " with " + std::to_string(remaining) + " bytes to go";
+                co_return false;
+            }
+            const auto wec = co_await a.out.write_body(net::buffer(buf.get(), n));
+            if (!body_written(a, wec, n)) {
+                co_return false;
+            }
+            remaining -= n;
         }
-        const auto wec = co_await write_down(a.downstream, net::buffer(buf.get(), n), t.idle);
-        if (wec) {
-            a.rc.error = "downstream write: " + wec.message();
-            co_return false;
-        }
-        remaining -= n;
-        a.rc.bytes += n;
-        a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
     }
-    co_return true;
+    const auto fec = co_await a.out.finish();
+    co_return body_written(a, fec, 0);
 }
 
-// A chunked body, or one delimited by the end of the connection: Beast's
-// relay() pattern, the parser's body chunks through one fixed buffer.
-net::awaitable<bool> relay_chunked(forward_args& a, http::response_serializer<http::buffer_body>& sr,
-                                   response_parser& parser, upstream_connection& conn) {
+// A chunked body, or one delimited by the end of the connection: the parser's
+// body chunks through one fixed buffer (Beast's relay() pattern).
+net::awaitable<bool> relay_chunked(forward_args& a, response_parser& parser, upstream_connection& conn) {
     const auto& t = a.snap.cfg->timeouts;
     auto& res = parser.get();
-    const auto hec = co_await write_down(a.downstream, sr, t.idle, true);
-    a.rc.status = res.result_int();
-    a.rc.to_headers = clock::now() - a.rc.start;
-    if (hec) {
-        a.rc.error = "downstream write: " + hec.message();
+    const unsigned status = res.result_int();
+    const auto hec = co_await a.out.write_head(res.base(), body_shape{false, std::nullopt}, net::const_buffer{});
+    if (!head_written(a, status, hec)) {
         co_return false;
     }
     auto buf = std::make_unique_for_overwrite<char[]>(relay_buffer_size);  // not zero-filled
@@ -240,38 +303,22 @@ net::awaitable<bool> relay_chunked(forward_args& a, http::response_serializer<ht
             co_return false;
         }
         const auto n = relay_buffer_size - res.body().size;
-        if (n == 0 && !parser.is_done()) {
+        if (n == 0) {
             continue;
         }
-        res.body().data = buf.get();
-        res.body().size = n;
-        res.body().more = !parser.is_done();
-        const auto wec = co_await write_down(a.downstream, sr, t.idle);
-        if (wec) {
-            a.rc.error = "downstream write: " + wec.message();
-            co_return false;
-        }
-        a.rc.bytes += n;
-        a.state.stats.add_relayed_bytes(a.rc.metrics_registry, n);
-    }
-    if (!sr.is_done()) {
-        res.body().data = nullptr;
-        res.body().size = 0;
-        res.body().more = false;
-        const auto wec = co_await write_down(a.downstream, sr, t.idle);
-        if (wec) {
-            a.rc.error = "downstream write: " + wec.message();
+        const auto wec = co_await a.out.write_body(net::buffer(buf.get(), n));
+        if (!body_written(a, wec, n)) {
             co_return false;
         }
     }
-    co_return true;
+    const auto fec = co_await a.out.finish();
+    co_return body_written(a, fec, 0);
 }
 
 // Streams the response head and body back; the upstream connection returns to
 // the pool after a complete, clean response.
-net::awaitable<bool> relay_response(forward_args& a, std::optional<response_parser>& parser,
+net::awaitable<void> relay_response(forward_args& a, std::optional<response_parser>& parser,
                                     std::unique_ptr<upstream_connection>& conn) {
-    const auto& t = a.snap.cfg->timeouts;
     auto& res = parser->get();
     const bool head = a.request.method() == http::verb::head;
     const bool upstream_chunked = parser->chunked();
@@ -280,33 +327,20 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
     const bool header_only = head || parser->is_done();
 
     strip_hop_by_hop(res);
-    res.version(a.request.version());
-    bool keep_alive = a.keep_alive && !a.state.draining;  // a drain may have begun while we waited
-    if (!header_only && (upstream_chunked || !content_length)) {
-        if (a.request.version() >= 11) {
-            res.chunked(true);
-        } else {
-            keep_alive = false;  // HTTP/1.0 client: the end of the body is the end of the connection
-        }
-    }
-    res.keep_alive(keep_alive);
-
-    http::response_serializer<http::buffer_body> sr{res};
     bool ok = false;
     if (header_only) {
-        const auto hec = co_await write_down(a.downstream, sr, t.idle, true);
-        a.rc.status = res.result_int();
-        a.rc.to_headers = clock::now() - a.rc.start;
-        ok = !hec;
-        if (hec) {
-            a.rc.error = "downstream write: " + hec.message();
-        }
+        const unsigned status = res.result_int();
+        const auto hec = co_await a.out.write_head(res.base(), body_shape{true, std::nullopt}, net::const_buffer{});
+        ok = head_written(a, status, hec);
     } else if (!upstream_chunked && content_length) {
-        ok = co_await relay_known_length(a, sr, res, *content_length, *conn);
+        ok = co_await relay_known_length(a, res.base(), *content_length, *conn);
     } else {
-        ok = co_await relay_chunked(a, sr, *parser, *conn);
+        ok = co_await relay_chunked(a, *parser, *conn);
     }
-    a.active_upstream = nullptr;
+    a.io.upstream = nullptr;
+    if (!ok) {
+        a.out.abort();
+    }
     // A known-length body bypasses the parser: complete when relay_known_length says so.
     const bool complete = header_only || (!upstream_chunked && content_length) || parser->is_done();
     if (ok && complete && upstream_keep_alive) {
@@ -314,7 +348,52 @@ net::awaitable<bool> relay_response(forward_args& a, std::optional<response_pars
     } else {
         conn->close();
     }
-    co_return ok&& keep_alive;
+}
+
+// The body of an HTTP/2 response: each DATA payload written downstream as it
+// comes, and only then credited back to the upstream (consumed()), so a client
+// that stops reading stops the upstream at its stream window.
+net::awaitable<void> relay_h2(forward_args& a, http::response_header<>& head, h2_upstream_stream& stream) {
+    const auto& t = a.snap.cfg->timeouts;
+    const unsigned status = head.result_int();
+    const bool no_body = a.request.method() == http::verb::head || status == 204 || status == 304 || status < 200;
+    std::optional<std::uint64_t> length;
+    if (const auto cl = head[http::field::content_length]; !cl.empty()) {
+        std::uint64_t v = 0;
+        const auto [p, ec] = std::from_chars(cl.data(), cl.data() + cl.size(), v);
+        if (ec == std::errc() && p == cl.data() + cl.size()) {
+            length = v;
+        }
+    }
+    strip_hop_by_hop(head);
+    bool ok = false;
+    const auto hec = co_await a.out.write_head(head, body_shape{no_body, length}, net::const_buffer{});
+    if (head_written(a, status, hec)) {
+        ok = no_body;
+        while (!ok) {
+            auto got = co_await stream.read_some(t.upstream_idle);
+            if (!got) {
+                a.rc.error = "upstream body: " + got.error().detail;
+                break;
+            }
+            if (got->empty()) {
+                const auto fec = co_await a.out.finish();
+                ok = body_written(a, fec, 0);
+                break;
+            }
+            const auto n = got->size();
+            const auto wec = co_await a.out.write_body(net::buffer(got->data(), n));
+            if (!body_written(a, wec, n)) {
+                break;
+            }
+            stream.consumed(n);
+        }
+    }
+    a.io.upstream_h2 = nullptr;
+    if (!ok) {
+        a.out.abort();
+    }
+    stream.reset();
 }
 
 std::string credentials_label(bool client_auth, bool dropped, const tokens::authorization& injected,
@@ -330,13 +409,14 @@ std::string credentials_label(bool client_auth, bool dropped, const tokens::auth
 
 }  // namespace
 
-net::awaitable<bool> forward_request(forward_args a) {
+net::awaitable<void> forward_request(forward_args a) {
     auto& st = a.state;
     const auto& t = a.snap.cfg->timeouts;
     const bool head = a.request.method() == http::verb::head;
     const auto* route_ep = a.snap.endpoint_for(a.route);
     if (route_ep == nullptr) {
-        co_return co_await reply_failure(a, errc::upstream_unreachable, "no endpoint for the route", "");
+        co_await reply_failure(a, errc::upstream_unreachable, "no endpoint for the route", "");
+        co_return;
     }
 
     // The auth hook: a client's own Authorization passes untouched; otherwise
@@ -354,7 +434,8 @@ net::awaitable<bool> forward_request(forward_args a) {
         if (!got) {
             const auto detail = got.error().detail;
             const auto code = provider_error(got.error().code);
-            co_return co_await reply_failure(a, code, detail, provider->name());
+            co_await reply_failure(a, code, detail, provider->name());
+            co_return;
         }
         injected = std::move(*got);
         a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
@@ -373,6 +454,11 @@ net::awaitable<bool> forward_request(forward_args a) {
     int hops = 0;
     std::optional<response_parser> parser;
     std::unique_ptr<upstream_connection> conn;
+    h2_upstream_stream h2;            // the exchange went over HTTP/2 when valid()
+    http::response_header<> h2_head;  // its response head
+    auto answer = [&]() -> http::response_header<>& {
+        return h2.valid() ? h2_head : parser->get().base();
+    };
     const auto started = clock::now();
 
     for (;;) {
@@ -383,17 +469,24 @@ net::awaitable<bool> forward_request(forward_args a) {
         } else if (injected) {
             up.set(http::field::authorization, injected->reveal());
         }
-        auto failed = co_await exchange(ep, up, head, parser, conn, st, t, a.active_upstream);
+        h2.reset();
+        std::optional<failure> failed;
+        if (st.h2_pool.wants_h2(ep)) {
+            failed = co_await exchange_h2(ep, up, head, parser, conn, h2, h2_head, st, t, a.io);
+        } else {
+            failed = co_await exchange(ep, up, head, parser, conn, st, t, a.io.upstream);
+        }
         if (failed) {
             const auto credentials = credentials_label(client_auth, auth_dropped, injected, provider.get());
-            co_return co_await reply_failure(a, failed->code, failed->detail, credentials);
+            co_await reply_failure(a, failed->code, failed->detail, credentials);
+            co_return;
         }
-        const unsigned status = parser->get().result_int();
+        const unsigned status = answer().result_int();
 
         if (status == 401) {
-            tokens::auth_challenge challenge{401, field_values(parser->get(), http::field::www_authenticate),
+            tokens::auth_challenge challenge{401, field_values(answer(), http::field::www_authenticate),
                                              injected.value_or(config::secret{})};
-            co_await discard_response(parser, conn, st, t, a.active_upstream);
+            co_await discard_answer(h2, parser, conn, st, t, a.io);
             if (provider && !auth_retried && !auth_dropped) {
                 auth_retried = true;
                 auto ask = provider->on_unauthorized(areq, std::move(challenge));
@@ -401,7 +494,8 @@ net::awaitable<bool> forward_request(forward_args a) {
                 if (!retry) {
                     const auto detail = retry.error().detail;
                     const auto code = provider_error(retry.error().code);
-                    co_return co_await reply_failure(a, code, detail, provider->name());
+                    co_await reply_failure(a, code, detail, provider->name());
+                    co_return;
                 }
                 if (*retry) {
                     auto authorize_again = provider->authorize(areq);
@@ -409,7 +503,8 @@ net::awaitable<bool> forward_request(forward_args a) {
                     if (!again) {
                         const auto detail = again.error().detail;
                         const auto code = provider_error(again.error().code);
-                        co_return co_await reply_failure(a, code, detail, provider->name());
+                        co_await reply_failure(a, code, detail, provider->name());
+                        co_return;
                     }
                     injected = std::move(*again);
                     a.rc.auth = injected ? "injected:" + std::string(provider->name()) : "none";
@@ -423,21 +518,28 @@ net::awaitable<bool> forward_request(forward_args a) {
             }
             a.rc.upstream_time = clock::now() - started;
             const auto credentials = credentials_label(client_auth, auth_dropped, injected, provider.get());
-            co_return co_await reply_failure(a, errc::upstream_denied, "upstream answered 401", credentials);
+            co_await reply_failure(a, errc::upstream_denied, "upstream answered 401", credentials);
+            co_return;
         }
 
         if (is_redirect_status(status)) {
-            const auto location = std::string(parser->get()[http::field::location]);
+            const auto location = std::string(answer()[http::field::location]);
             if (a.snap.cfg->follow_redirects && !location.empty()) {
                 if (++hops > max_redirect_hops) {
-                    conn->close();
-                    a.active_upstream = nullptr;
-                    co_return co_await reply_failure(a, errc::redirect_invalid, "more than 5 redirects", "");
+                    if (conn) {
+                        conn->close();
+                    }
+                    a.io.upstream = nullptr;
+                    a.io.upstream_h2 = nullptr;
+                    h2.reset();
+                    co_await reply_failure(a, errc::redirect_invalid, "more than 5 redirects", "");
+                    co_return;
                 }
                 auto next = resolve_location(url, location);
-                co_await discard_response(parser, conn, st, t, a.active_upstream);
+                co_await discard_answer(h2, parser, conn, st, t, a.io);
                 if (!next) {
-                    co_return co_await reply_failure(a, errc::redirect_invalid, "Location is not an http(s) URL", "");
+                    co_await reply_failure(a, errc::redirect_invalid, "Location is not an http(s) URL", "");
+                    co_return;
                 }
                 if (!same_origin(*next, url)) {
                     auth_dropped = true;  // and never re-added, even if a later hop comes back
@@ -447,7 +549,8 @@ net::awaitable<bool> forward_request(forward_args a) {
                 } else {
                     ep = make_endpoint(*next, "", a.snap.default_tls, true);
                     if (next->scheme == "https" && !ep.tls) {
-                        co_return co_await reply_failure(a, errc::redirect_invalid, "no TLS context", "");
+                        co_await reply_failure(a, errc::redirect_invalid, "no TLS context", "");
+                        co_return;
                     }
                     ep.guard_addresses = true;
                     ep.allow_loopback = is_loopback_host(route_ep->origin.host);
@@ -462,14 +565,18 @@ net::awaitable<bool> forward_request(forward_args a) {
             if (!a.snap.cfg->follow_redirects && !location.empty()) {
                 // Passed through: a relative Location must name the upstream, not us.
                 if (auto abs = resolve_location(url, location); abs && location.find("://") == std::string::npos) {
-                    parser->get().set(http::field::location, abs->str());
+                    answer().set(http::field::location, abs->str());
                 }
             }
         }
         break;
     }
     a.rc.upstream_time = clock::now() - started;
-    co_return co_await relay_response(a, parser, conn);
+    if (h2.valid()) {
+        co_await relay_h2(a, h2_head, h2);
+    } else {
+        co_await relay_response(a, parser, conn);
+    }
 }
 
 }  // namespace acp::proxy

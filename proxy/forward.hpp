@@ -6,13 +6,15 @@
 //
 // Owns: nothing beyond the call. Runs on the session's coroutine; every
 // await is bounded by a per-phase timeout. Cancellation: the session's stop
-// hook closes `active_upstream` and the downstream stream, which completes
-// any pending operation with an error.
+// hook (request_io::stop) closes the upstream in use and the writer's stream,
+// which completes any pending operation with an error.
 #pragma once
 
 #include "proxy/deadline.hpp"
 #include "proxy/net.hpp"
 #include "proxy/request_context.hpp"
+#include "proxy/request_handler.hpp"
+#include "proxy/response_writer.hpp"
 #include "proxy/server_state.hpp"
 #include "routing/distribution_path.hpp"
 #include "routing/route_table.hpp"
@@ -25,19 +27,17 @@ namespace acp::proxy {
 inline constexpr std::size_t relay_buffer_size = 256 * 1024;
 
 struct forward_args {
-    timed_socket& downstream;
+    response_writer& out;
     const http::request<http::empty_body>& request;
     const routing::distribution_path& path;
     const routing::route& route;
     const snapshot& snap;
     server_state& state;
     request_context& rc;
-    bool keep_alive;                        // the client asked for it and we may keep it
-    upstream_connection*& active_upstream;  // published for the session's stop hook
+    request_io& io;  // publishes the upstream in use for the stop hook
 };
 
-/// Answers the request (relayed or a local error reply). Returns whether the
-/// downstream connection may serve another request.
-net::awaitable<bool> forward_request(forward_args a);
+/// Answers the request (relayed, or a local error reply) through `a.out`.
+net::awaitable<void> forward_request(forward_args a);
 
 }  // namespace acp::proxy

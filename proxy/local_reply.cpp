@@ -1,24 +1,32 @@
 #include "proxy/local_reply.hpp"
 
+#include "proxy/h1_writer.hpp"
+
 #include <boost/beast/http/write.hpp>
 
 namespace acp::proxy {
-namespace {
 
-net::awaitable<error_code> write_json(timed_socket& s, http::status status, std::string body, bool allow,
-                                      bool keep_alive, const reply_options& o) {
-    http::response<http::string_body> res{status, o.version};
+http::response<http::string_body> make_local_response(const local_reply& r, unsigned version, bool keep_alive,
+                                                      std::string_view request_id) {
+    http::response<http::string_body> res{r.status, version};
     res.set(http::field::content_type, "application/json");
     res.set("Docker-Distribution-API-Version", "registry/2.0");
-    if (!o.request_id.empty()) {
-        res.set("X-Request-Id", o.request_id);
+    if (!request_id.empty()) {
+        res.set("X-Request-Id", request_id);
     }
-    if (allow) {
+    if (r.allow_header) {
         res.set(http::field::allow, "GET, HEAD");
     }
     res.keep_alive(keep_alive);
-    res.body() = std::move(body);
+    res.body() = r.body;
     res.prepare_payload();
+    return res;
+}
+
+namespace {
+
+net::awaitable<error_code> write_json(timed_socket& s, local_reply r, bool keep_alive, const reply_options& o) {
+    auto res = make_local_response(r, o.version, keep_alive, o.request_id);
     s.deadline.expires_after(o.timeout);
     error_code ec;
     if (o.head) {
@@ -36,11 +44,7 @@ net::awaitable<error_code> write_json(timed_socket& s, http::status status, std:
 }  // namespace
 
 net::awaitable<error_code> write_local_reply(timed_socket& s, const local_reply& r, const reply_options& o) {
-    return write_json(s, r.status, r.body, r.allow_header, o.keep_alive && !r.close, o);
-}
-
-net::awaitable<error_code> write_ping(timed_socket& s, const reply_options& o) {
-    return write_json(s, http::status::ok, "{}", false, o.keep_alive, o);
+    return write_json(s, r, o.keep_alive && !r.close, o);
 }
 
 }  // namespace acp::proxy

@@ -25,8 +25,4 @@ struct reply_options {
 /// Writes `r` (a registry error JSON body). Keep-alive is off when r.close.
 net::awaitable<error_code> write_local_reply(timed_socket& s, const local_reply& r, const reply_options& o);
 
-/// `200 {}` for GET/HEAD /v2/ (never a 401: containerd would hand a pod's
-/// pull secret to whoever challenges).
-net::awaitable<error_code> write_ping(timed_socket& s, const reply_options& o);
-
 }  // namespace acp::proxy

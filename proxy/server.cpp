@@ -73,7 +73,7 @@ net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::a
 }  // namespace
 
 server::server(net::io_context& ioc, std::shared_ptr<const snapshot> initial)
-    : ioc_(ioc), state_(std::make_shared<server_state>(std::move(initial))) {}
+    : ioc_(ioc), state_(std::make_shared<server_state>(std::move(initial), ioc.get_executor())) {}
 
 server::~server() {
     error_code ec;
@@ -125,6 +125,7 @@ void server::apply(std::shared_ptr<const snapshot> next) {
     state_->pool.set_max_idle_per_origin(after.limits.max_idle_upstream_per_host);
     state_->snapshots.store(std::move(next));
     state_->pool.clear();  // idle connections may carry the old TLS settings
+    state_->h2_pool.clear();
 }
 
 net::awaitable<void> server::shutdown() {
@@ -148,6 +149,7 @@ net::awaitable<void> server::shutdown() {
     co_await state_->admin_sessions.wait_empty(clock::now() + std::chrono::seconds(5));
     co_await state_->rejects.wait_empty(clock::now() + std::chrono::seconds(5));
     state_->pool.clear();
+    state_->h2_pool.close_all();
 }
 
 }  // namespace acp::proxy

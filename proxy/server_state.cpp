@@ -6,7 +6,8 @@
 
 namespace acp::proxy {
 
-server_state::server_state(std::shared_ptr<const snapshot> initial) : snapshots(std::move(initial)) {
+server_state::server_state(std::shared_ptr<const snapshot> initial, const net::any_io_executor& ex)
+    : snapshots(std::move(initial)), h2_pool(ex) {
     std::random_device rd;
     id_prefix_ = fmt::format("{:08x}", rd());
     const auto cfg = snapshots.load()->cfg;

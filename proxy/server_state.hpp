@@ -6,6 +6,7 @@
 // shared_ptr; the server outlives them by waiting for the task groups.
 #pragma once
 
+#include "proxy/h2_upstream.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/pod_watcher.hpp"
 #include "proxy/scope_gate.hpp"
@@ -21,10 +22,11 @@
 namespace acp::proxy {
 
 struct server_state {
-    explicit server_state(std::shared_ptr<const snapshot> initial);
+    server_state(std::shared_ptr<const snapshot> initial, const net::any_io_executor& ex);
 
     snapshot_holder snapshots;
     upstream_pool pool;
+    h2_upstream_pool h2_pool;  // shared HTTP/2 upstream connections (http2: auto|on)
     metrics stats;
     task_group sessions{"downstream"};
     task_group admin_sessions{"admin"};
