@@ -27,7 +27,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace {
@@ -72,7 +74,8 @@ const test_cert& cert() {
 // ---- the server -----------------------------------------------------------------------------------------------------
 
 struct server_options {
-    bool h2 = true;  // ALPN: h2 and http/1.1; false: http/1.1 only
+    bool h2 = true;   // ALPN: h2 and http/1.1; false: http/1.1 only
+    bool tls = true;  // false: plain TCP, HTTP/2 with prior knowledge (h2c)
     std::uint32_t max_concurrent = 100;
     bool ping_ack = true;
 };
@@ -81,21 +84,24 @@ class test_server;
 
 class server_conn {
 public:
-    server_conn(test_server& srv, tls_socket s);
+    using socket_type = std::variant<tls_socket, tcp::socket>;
+    server_conn(test_server& srv, socket_type s);
     ~server_conn() { nghttp2_session_del(session_); }
     server_conn(const server_conn&) = delete;
     server_conn& operator=(const server_conn&) = delete;
 
     static net::awaitable<void> run(std::shared_ptr<server_conn> self);
 
-    void goaway() {
-        nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                              NGHTTP2_NO_ERROR, nullptr, 0);
+    // Graceful (last id: the last stream processed, as nghttpx on SIGQUIT), or above `last_id` refused.
+    void goaway(std::optional<std::int32_t> last_id) {
+        nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                              last_id.value_or(nghttp2_session_get_last_proc_stream_id(session_)), NGHTTP2_NO_ERROR,
+                              nullptr, 0);
         signal_.cancel();
     }
     void kill() {
         error_code ec;
-        socket_.next_layer().close(ec);
+        raw().close(ec);
         signal_.cancel();
     }
 
@@ -118,8 +124,15 @@ private:
     static ssize_t read_body(nghttp2_session*, std::int32_t id, std::uint8_t* buf, std::size_t length,
                              std::uint32_t* flags, nghttp2_data_source*, void* user);
 
+    tcp::socket& raw() {
+        if (auto* t = std::get_if<tls_socket>(&socket_)) {
+            return t->next_layer();
+        }
+        return std::get<tcp::socket>(socket_);
+    }
+
     test_server& srv_;
-    tls_socket socket_;
+    socket_type socket_;
     nghttp2_session* session_ = nullptr;
     net::steady_timer signal_;
     std::map<std::int32_t, stream_info> streams_;
@@ -155,10 +168,10 @@ public:
             }
         }
     }
-    void goaway_all() {
+    void goaway_all(std::optional<std::int32_t> last_id = std::nullopt) {
         for (auto& w : conns_) {
             if (auto c = w.lock()) {
-                c->goaway();
+                c->goaway(last_id);
             }
         }
     }
@@ -194,7 +207,11 @@ private:
                 co_return;
             }
             ++self->accepted;
-            auto c = std::make_shared<server_conn>(*self, tls_socket(std::move(s), self->tls_));
+            auto c = self->opt_.tls
+                         ? std::make_shared<server_conn>(
+                               *self, server_conn::socket_type(std::in_place_index<0>, std::move(s), self->tls_))
+                         : std::make_shared<server_conn>(
+                               *self, server_conn::socket_type(std::in_place_index<1>, std::move(s)));
             self->conns_.push_back(c);
             net::co_spawn(self->ioc_, server_conn::run(c), [](std::exception_ptr) {});
         }
@@ -207,8 +224,8 @@ private:
     std::vector<std::weak_ptr<server_conn>> conns_;
 };
 
-server_conn::server_conn(test_server& srv, tls_socket s)
-    : srv_(srv), socket_(std::move(s)), signal_(socket_.get_executor(), clock_type::time_point::max()) {
+server_conn::server_conn(test_server& srv, socket_type s)
+    : srv_(srv), socket_(std::move(s)), signal_(raw().get_executor(), clock_type::time_point::max()) {
     nghttp2_session_callbacks* cbs = nullptr;
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_header_callback(cbs, &on_header);
@@ -227,18 +244,20 @@ server_conn::server_conn(test_server& srv, tls_socket s)
 }
 
 net::awaitable<void> server_conn::run(std::shared_ptr<server_conn> self) {
-    auto [ec] = co_await self->socket_.async_handshake(net::ssl::stream_base::server, use_nothrow);
-    if (ec) {
-        co_return;
+    if (auto* tls = std::get_if<tls_socket>(&self->socket_)) {
+        auto [ec] = co_await tls->async_handshake(net::ssl::stream_base::server, use_nothrow);
+        if (ec) {
+            co_return;
+        }
+        const unsigned char* alpn = nullptr;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(tls->native_handle(), &alpn, &alpn_len);
+        if (alpn_len != 2) {
+            co_await serve_h1(self);
+            co_return;
+        }
     }
-    const unsigned char* alpn = nullptr;
-    unsigned alpn_len = 0;
-    SSL_get0_alpn_selected(self->socket_.native_handle(), &alpn, &alpn_len);
-    if (alpn_len != 2) {
-        co_await serve_h1(self);
-        co_return;
-    }
-    net::co_spawn(self->socket_.get_executor(), write_loop(self), [](std::exception_ptr) {});
+    net::co_spawn(self->raw().get_executor(), write_loop(self), [](std::exception_ptr) {});
     co_await read_loop(self);
 }
 
@@ -246,7 +265,7 @@ net::awaitable<void> server_conn::serve_h1(std::shared_ptr<server_conn> self) {
     beast::flat_buffer buf;
     for (;;) {
         http::request<http::empty_body> req;
-        auto [ec, n] = co_await http::async_read(self->socket_, buf, req, use_nothrow);
+        auto [ec, n] = co_await http::async_read(std::get<tls_socket>(self->socket_), buf, req, use_nothrow);
         if (ec) {
             co_return;
         }
@@ -254,7 +273,7 @@ net::awaitable<void> server_conn::serve_h1(std::shared_ptr<server_conn> self) {
         http::response<http::string_body> res{http::status::ok, 11};
         res.body() = "h1 ok";
         res.prepare_payload();
-        auto [wec, wn] = co_await http::async_write(self->socket_, res, use_nothrow);
+        auto [wec, wn] = co_await http::async_write(std::get<tls_socket>(self->socket_), res, use_nothrow);
         if (wec) {
             co_return;
         }
@@ -264,7 +283,9 @@ net::awaitable<void> server_conn::serve_h1(std::shared_ptr<server_conn> self) {
 net::awaitable<void> server_conn::read_loop(std::shared_ptr<server_conn> self) {
     std::vector<std::uint8_t> buf(16 * 1024);
     for (;;) {
-        auto [ec, n] = co_await self->socket_.async_read_some(net::buffer(buf), use_nothrow);
+        const auto b = net::buffer(buf);
+        auto [ec, n] =
+            co_await std::visit([&](auto& sock) { return sock.async_read_some(b, use_nothrow); }, self->socket_);
         if (ec || nghttp2_session_mem_recv(self->session_, buf.data(), n) < 0) {
             self->closed_ = true;
             self->kill();
@@ -287,7 +308,9 @@ net::awaitable<void> server_conn::write_loop(std::shared_ptr<server_conn> self) 
             out.insert(out.end(), data, data + n);
         }
         if (!out.empty()) {
-            auto [ec, n] = co_await net::async_write(self->socket_, net::buffer(out), use_nothrow);
+            const auto b = net::buffer(out);
+            auto [ec, n] =
+                co_await std::visit([&](auto& sock) { return net::async_write(sock, b, use_nothrow); }, self->socket_);
             if (ec) {
                 co_return;
             }
@@ -356,6 +379,12 @@ void server_conn::respond(std::int32_t id) {
     if (s.path == "/hang") {
         return;
     }
+    if (s.path == "/refuse" || s.path == "/reset") {
+        nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id,
+                                  s.path == "/refuse" ? NGHTTP2_REFUSED_STREAM : NGHTTP2_INTERNAL_ERROR);
+        signal_.cancel();
+        return;
+    }
     if (s.path.rfind("/size/", 0) == 0) {
         s.size = std::stoul(s.path.substr(6));
     }
@@ -375,10 +404,10 @@ void server_conn::respond(std::int32_t id) {
 
 // ---- the client side ------------------------------------------------------------------------------------------------
 
-upstream_endpoint endpoint_for(std::uint16_t port, acp::config::http2_mode mode) {
+upstream_endpoint endpoint_for(std::uint16_t port, acp::config::http2_mode mode, bool tls_on = true) {
     static const auto tls = make_client_tls_context(cert().cert, false);
-    http_url url{"https", "127.0.0.1", port, "/"};
-    auto ep = make_endpoint(url, "", tls, true);
+    http_url url{tls_on ? "https" : "http", "127.0.0.1", port, "/"};
+    auto ep = make_endpoint(url, "", tls_on ? tls : nullptr, true);
     ep.http2 = mode;
     return ep;
 }
@@ -465,7 +494,7 @@ net::awaitable<std::pair<std::size_t, bool>> drain(h2_upstream_stream& s) {
 
 }  // namespace
 
-TEST_CASE("h2 upstream: ALPN picks h2 and 16 concurrent GETs share ONE connection", "[h2_upstream]") {
+TEST_CASE("h2 upstream: ALPN picks h2 and 64 concurrent GETs on a cold key share ONE connection", "[h2_upstream]") {
     fixture f;
     const auto ep = endpoint_for(f.server.port(), acp::config::http2_mode::automatic);
     REQUIRE(f.pool.wants_h2(ep));
@@ -485,16 +514,16 @@ TEST_CASE("h2 upstream: ALPN picks h2 and 16 concurrent GETs share ONE connectio
             ++ok;
         };
         int finished = 0;
-        for (int i = 0; i < 16; ++i) {
+        for (int i = 0; i < 64; ++i) {
             net::co_spawn(f.ioc, one(i), [&](std::exception_ptr) { ++finished; });
         }
-        const auto got1 = co_await f.eventually([&] { return finished == 16; });
+        const auto got1 = co_await f.eventually([&] { return finished == 64; });
         CHECK(got1);
     });
-    CHECK(ok == 16);
+    CHECK(ok == 64);
     CHECK(f.server.accepted == 1);
     CHECK(f.stats.upstream_connections_new() == 1);
-    CHECK(f.stats.upstream_connections_reused() == 15);
+    CHECK(f.stats.upstream_connections_reused() == 63);
     CHECK(f.stats.upstream_tls_handshakes() == 1);
     CHECK(f.stats.render().find("acp_upstream_tls_handshakes_total 1\n") != std::string::npos);
 }
@@ -786,5 +815,78 @@ TEST_CASE("h2 upstream: connection loss mid-body fails read_some; a head never s
         REQUIRE_FALSE(head.has_value());
         CHECK(head.error().code == errc::upstream_timeout);
         CHECK_FALSE(s2->retryable());
+    });
+}
+
+TEST_CASE("h2 upstream: a refused or reset stream fails read_head; only the refused one is retryable",
+          "[h2_upstream]") {
+    struct row {
+        const char* path;
+        bool retryable;
+    };
+    const row rows[] = {{"/refuse", true}, {"/reset", false}};
+    for (const auto& r : rows) {
+        DYNAMIC_SECTION(r.path) {
+            fixture f;
+            const auto ep = endpoint_for(f.server.port(), acp::config::http2_mode::automatic);
+            f.run([&]() -> net::awaitable<void> {
+                const get_request g(r.path);
+                const auto req = g.req();
+                auto o = co_await f.pool.open(ep, req, 5s, f.stats);
+                auto* s = stream_of(o);
+                auto head = co_await s->read_head(5s);
+                REQUIRE_FALSE(head.has_value());
+                CHECK(head.error().code == errc::upstream_unreachable);
+                CHECK(s->retryable() == r.retryable);
+                CHECK(head.error().detail.find("secret") == std::string::npos);
+                CHECK(f.pool.connection_count() == 1);  // a stream's error leaves the connection alone
+            });
+        }
+    }
+}
+
+TEST_CASE("h2 upstream: GOAWAY below a waiting stream makes it retryable; the retry opens a new connection",
+          "[h2_upstream]") {
+    fixture f;
+    const auto ep = endpoint_for(f.server.port(), acp::config::http2_mode::automatic);
+    f.run([&]() -> net::awaitable<void> {
+        const get_request g("/hang");
+        const auto req = g.req();
+        auto o = co_await f.pool.open(ep, req, 5s, f.stats);
+        auto* s = stream_of(o);
+        const auto seen = co_await f.eventually([&] { return f.server.requests == 1; });
+        REQUIRE(seen);
+        f.server.goaway_all(0);  // stream 1 lies above the last id: never processed
+        auto head = co_await s->read_head(5s);
+        REQUIRE_FALSE(head.has_value());
+        CHECK(s->retryable());
+        const get_request g2("/size/10");
+        const auto req2 = g2.req();
+        auto o2 = co_await f.pool.open(ep, req2, 5s, f.stats);
+        auto* s2 = stream_of(o2);
+        auto head2 = co_await s2->read_head(5s);
+        CHECK(head2.has_value());
+        CHECK(f.server.accepted == 2);
+    });
+}
+
+TEST_CASE("h2 upstream: http2 on over plain http speaks h2c with prior knowledge; automatic stays HTTP/1.1",
+          "[h2_upstream]") {
+    fixture f(server_options{.h2 = true, .tls = false});
+    const auto on = endpoint_for(f.server.port(), acp::config::http2_mode::on, false);
+    const auto automatic = endpoint_for(f.server.port(), acp::config::http2_mode::automatic, false);
+    CHECK(f.pool.wants_h2(on));
+    CHECK_FALSE(f.pool.wants_h2(automatic));
+    f.run([&]() -> net::awaitable<void> {
+        const get_request g("/size/70000");
+        const auto req = g.req();
+        auto o = co_await f.pool.open(on, req, 5s, f.stats);
+        auto* s = stream_of(o);
+        auto head = co_await s->read_head(5s);
+        REQUIRE(head.has_value());
+        auto [n, pattern] = co_await drain(*s);
+        CHECK(n == 70000);
+        CHECK(pattern);
+        CHECK(f.stats.upstream_tls_handshakes() == 0);
     });
 }
