@@ -393,7 +393,7 @@ int serve(const serve_options& opts) {
         return 1;
     }
     for (const auto& s : inherited) {
-        log->warn("systemd passed socket fd {}{} that matches neither listen nor adminListen: closed", s.fd,
+        log->warn("systemd passed socket fd {}{} that matches none of listen, adminListen and tlsListen: closed", s.fd,
                   s.name.empty() ? "" : " (" + s.name + ")");
         ::close(s.fd);
     }
@@ -402,6 +402,10 @@ int serve(const serve_options& opts) {
               endpoint_text(srv.data_endpoint()), to_string(srv.data_origin()), endpoint_text(srv.admin_endpoint()),
               to_string(srv.admin_origin()), snap->routes.routes().size(), snap->cfg->follow_redirects,
               snap->cfg->log.level);
+    if (const auto tls = srv.tls_endpoint()) {
+        log->info("listening tls={} (ALPN h2, http/1.1; certificate {})", endpoint_text(*tls),
+                  snap->cfg->tls_cert_file);
+    }
 
     // hosts.toml after the listener is up: containerd may use a file the moment it appears.
     std::unique_ptr<certs_sync> sync;

@@ -10,22 +10,30 @@
 namespace acp::proxy {
 namespace {
 
-enum class listener_kind { data, admin };
+enum class listener_kind { data, admin, tls };
 
 // Connections beyond maxConnections that still get a 503 (beyond: closed at once).
 constexpr std::size_t max_rejecting = 64;
 constexpr std::size_t max_admin_sessions = 64;
 
 net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::acceptor acceptor, listener_kind kind,
-                                     std::shared_ptr<task_group::entry> entry) {
+                                     std::shared_ptr<task_group::entry> entry,
+                                     std::shared_ptr<net::ssl::context> tls = nullptr) {
     auto ex = acceptor.get_executor();
-    entry->stop = [&acceptor, &state, kind, ex] {
+    auto spawn_session = [&state, &tls, kind, ex](tcp::socket socket) {
+        auto e = task_group::make_entry();
+        if (kind == listener_kind::tls) {
+            state->sessions.spawn(ex, run_tls_session(state, std::move(socket), tls, e), e);
+        } else {
+            state->sessions.spawn(ex, run_downstream_session(state, std::move(socket), e), e);
+        }
+    };
+    entry->stop = [&acceptor, kind, &spawn_session] {
         // Connections already in the queue are served, not reset by the close:
         // they were made while we still listened (clients count on them).
-        if (kind == listener_kind::data && acceptor.is_open()) {
+        if (kind != listener_kind::admin && acceptor.is_open()) {
             for (auto& socket : drain_accept_queue(acceptor)) {
-                auto e = task_group::make_entry();
-                state->sessions.spawn(ex, run_downstream_session(state, std::move(socket), e), e);
+                spawn_session(std::move(socket));
             }
         }
         error_code ec;
@@ -65,8 +73,7 @@ net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::a
             }
             continue;
         }
-        auto e = task_group::make_entry();
-        state->sessions.spawn(ex, run_downstream_session(state, std::move(socket), e), e);
+        spawn_session(std::move(socket));
     }
 }
 
@@ -83,6 +90,9 @@ server::~server() {
     if (admin_acceptor_) {
         admin_acceptor_->close(ec);
     }
+    if (tls_acceptor_) {
+        tls_acceptor_->close(ec);
+    }
 }
 
 error_code server::listen(std::string& what, std::vector<inherited_socket>& inherited, const listener_options& opts) {
@@ -95,6 +105,20 @@ error_code server::listen(std::string& what, std::vector<inherited_socket>& inhe
             open_listener(ioc_, cfg->admin_listen, inherited, opts, admin_acceptor_, admin_endpoint_, admin_origin_)) {
         what = "adminListen " + cfg->admin_listen.host + ":" + std::to_string(cfg->admin_listen.port);
         return ec;
+    }
+    if (cfg->tls_listen) {
+        what = "tlsListen " + cfg->tls_listen->host + ":" + std::to_string(cfg->tls_listen->port);
+        try {
+            tls_ctx_ = make_server_tls_context(cfg->tls_cert_file, cfg->tls_key_file);
+        } catch (const std::runtime_error& e) {
+            what += ": " + std::string(e.what());
+            return make_error_code(boost::system::errc::invalid_argument);
+        }
+        if (auto ec =
+                open_listener(ioc_, *cfg->tls_listen, inherited, opts, tls_acceptor_, tls_endpoint_, tls_origin_)) {
+            return ec;
+        }
+        what.clear();
     }
     return {};
 }
@@ -111,6 +135,11 @@ void server::start() {
         auto e = task_group::make_entry();
         listeners_.spawn(ex, run_accept_loop(state_, std::move(*admin_acceptor_), listener_kind::admin, e), e);
         admin_acceptor_.reset();
+    }
+    if (tls_acceptor_) {
+        auto e = task_group::make_entry();
+        listeners_.spawn(ex, run_accept_loop(state_, std::move(*tls_acceptor_), listener_kind::tls, e, tls_ctx_), e);
+        tls_acceptor_.reset();
     }
 }
 

@@ -15,6 +15,7 @@
 #include "proxy/task_group.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include <memory>
 #include <optional>
@@ -43,6 +44,10 @@ public:
 
     [[nodiscard]] tcp::endpoint data_endpoint() const noexcept { return data_endpoint_; }
     [[nodiscard]] tcp::endpoint admin_endpoint() const noexcept { return admin_endpoint_; }
+    /// The TLS data listener's address (tlsListen); unset without one.
+    [[nodiscard]] std::optional<tcp::endpoint> tls_endpoint() const {
+        return tls_ctx_ ? std::optional<tcp::endpoint>(tls_endpoint_) : std::nullopt;
+    }
     [[nodiscard]] listener_origin data_origin() const noexcept { return data_origin_; }
     [[nodiscard]] listener_origin admin_origin() const noexcept { return admin_origin_; }
     [[nodiscard]] const std::shared_ptr<server_state>& state() const noexcept { return state_; }
@@ -58,6 +63,10 @@ private:
     std::shared_ptr<server_state> state_;
     std::optional<tcp::acceptor> data_acceptor_;
     std::optional<tcp::acceptor> admin_acceptor_;
+    std::optional<tcp::acceptor> tls_acceptor_;
+    std::shared_ptr<net::ssl::context> tls_ctx_;  // the TLS listener's, read once at start
+    tcp::endpoint tls_endpoint_;
+    listener_origin tls_origin_ = listener_origin::bound;
     tcp::endpoint data_endpoint_;
     tcp::endpoint admin_endpoint_;
     listener_origin data_origin_ = listener_origin::bound;
