@@ -78,7 +78,8 @@ std::shared_ptr<const config::config> with_discovered_domains(std::shared_ptr<co
 net::awaitable<std::shared_ptr<const snapshot>> load_snapshot(config::load_options from,
                                                               std::optional<config::listen_address> listen,
                                                               std::optional<config::listen_address> admin_listen,
-                                                              tokens::auth_environment env) {
+                                                              tokens::auth_environment env,
+                                                              std::shared_ptr<const shared_upstreams> shared) {
     auto loaded = config::load(from);
     static const auto log = logging::logger("config");
     for (const auto& w : loaded.warnings) {
@@ -98,7 +99,7 @@ net::awaitable<std::shared_ptr<const snapshot>> load_snapshot(config::load_optio
             "acrInstances or alibaba settings changed: they take effect after a restart; "
             "the running ACR credential store keeps its instances");
     }
-    co_return build_snapshot(with_discovered_domains(std::move(cfg), env.acr), env);
+    co_return build_snapshot(with_discovered_domains(std::move(cfg), env.acr), env, std::move(shared));
 }
 
 net::awaitable<bool> cancelled() {
@@ -193,7 +194,8 @@ net::awaitable<void> reload_loop(server& srv, const serve_options& opts, reload_
         std::string failure_text;
         try {
             // Built outside the co_await: GCC 12 mishandles non-trivial temporaries inside it.
-            auto load = load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override, env);
+            auto load =
+                load_snapshot(opts.reload_from, opts.listen_override, opts.admin_listen_override, env, srv.upstreams());
             auto next = co_await net::co_spawn(control, std::move(load), net::use_awaitable);
             for (const auto& w : next->warnings) {
                 log->warn("{}", w);
@@ -329,6 +331,8 @@ int serve(const serve_options& opts) {
     std::unique_ptr<tokens::acr_password_store> acr;
     auto on_discovery = std::make_shared<std::function<void()>>();
     auto env = tokens::auth_environment::process();
+    // Realm fetches share the server's HTTP/2 connections once it exists.
+    auto upstreams = std::make_shared<shared_upstreams>();
     // The pull scope first: a scope that cannot be enforced stops the start-up
     // before anything listens or any hosts.toml points containerd here.
     std::unique_ptr<pod_watcher> scope;
@@ -359,7 +363,7 @@ int serve(const serve_options& opts) {
             acr->start();
             env.acr = acr.get();
         }
-        snap = build_snapshot(with_discovered_domains(opts.initial, acr.get()), env);
+        snap = build_snapshot(with_discovered_domains(opts.initial, acr.get()), env, upstreams);
     } catch (const std::exception& e) {
         log->error("configuration: {}", e.what());
         return 2;
@@ -368,7 +372,7 @@ int serve(const serve_options& opts) {
         logging::logger("config")->warn("{}", w);
     }
 
-    server srv(ioc, snap);
+    server srv(ioc, snap, upstreams);
     srv.state()->acr = acr.get();
     srv.state()->scope = scope.get();
     if (scope) {

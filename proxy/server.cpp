@@ -79,10 +79,18 @@ net::awaitable<void> run_accept_loop(std::shared_ptr<server_state> state, tcp::a
 
 }  // namespace
 
-server::server(net::io_context& ioc, std::shared_ptr<const snapshot> initial)
-    : ioc_(ioc), state_(std::make_shared<server_state>(std::move(initial), ioc.get_executor())) {}
+server::server(net::io_context& ioc, std::shared_ptr<const snapshot> initial,
+               std::shared_ptr<shared_upstreams> upstreams)
+    : ioc_(ioc),
+      state_(std::make_shared<server_state>(std::move(initial), ioc.get_executor())),
+      upstreams_(upstreams ? std::move(upstreams) : std::make_shared<shared_upstreams>()) {
+    upstreams_->h2 = &state_->h2_pool;
+    upstreams_->stats = &state_->stats;
+}
 
 server::~server() {
+    upstreams_->h2 = nullptr;
+    upstreams_->stats = nullptr;
     error_code ec;
     if (data_acceptor_) {
         data_acceptor_->close(ec);

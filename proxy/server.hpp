@@ -25,7 +25,10 @@ namespace acp::proxy {
 
 class server {
 public:
-    server(net::io_context& ioc, std::shared_ptr<const snapshot> initial);
+    /// `upstreams` (optional): filled with this server's shared connections
+    /// until it is destroyed, for the realm fetchers of its snapshots.
+    server(net::io_context& ioc, std::shared_ptr<const snapshot> initial,
+           std::shared_ptr<shared_upstreams> upstreams = nullptr);
     server(const server&) = delete;
     server& operator=(const server&) = delete;
     ~server();
@@ -51,6 +54,8 @@ public:
     [[nodiscard]] listener_origin data_origin() const noexcept { return data_origin_; }
     [[nodiscard]] listener_origin admin_origin() const noexcept { return admin_origin_; }
     [[nodiscard]] const std::shared_ptr<server_state>& state() const noexcept { return state_; }
+    /// For snapshots built for this server (build_snapshot's `shared`).
+    [[nodiscard]] std::shared_ptr<const shared_upstreams> upstreams() const noexcept { return upstreams_; }
 
     /// Publishes a new snapshot (on the io_context thread): new requests use
     /// it, in-flight ones keep theirs; idle upstream connections are dropped.
@@ -61,6 +66,7 @@ public:
 private:
     net::io_context& ioc_;
     std::shared_ptr<server_state> state_;
+    std::shared_ptr<shared_upstreams> upstreams_;
     std::optional<tcp::acceptor> data_acceptor_;
     std::optional<tcp::acceptor> admin_acceptor_;
     std::optional<tcp::acceptor> tls_acceptor_;

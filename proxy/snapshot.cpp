@@ -57,7 +57,8 @@ const upstream_endpoint* snapshot::endpoint_for(const routing::route& r) const {
 }
 
 std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::config> cfg,
-                                               const tokens::auth_environment& env) {
+                                               const tokens::auth_environment& env,
+                                               std::shared_ptr<const shared_upstreams> shared) {
     auto s = std::make_shared<snapshot>();
     s->cfg = cfg;
     s->routes = routing::route_table(cfg);
@@ -104,10 +105,10 @@ std::shared_ptr<const snapshot> build_snapshot(std::shared_ptr<const config::con
         const bool any_http = std::any_of(s->routes.routes().begin(), s->routes.routes().end(),
                                           [](const routing::route& r) { return r.upstream.scheme == "http"; });
         auto system_tls = any_http ? context_for("", false) : nullptr;
-        auth_env.realm_fetcher = [snap = s.get(), system_tls](const routing::route& r) {
+        auth_env.realm_fetcher = [snap = s.get(), system_tls, shared](const routing::route& r) {
             const auto* ep = snap->endpoint_for(r);
             return make_realm_fetcher(ep != nullptr ? ep->tls : nullptr, ep == nullptr || ep->verify_peer, system_tls,
-                                      snap->cfg->timeouts);
+                                      snap->cfg->timeouts, ep != nullptr ? ep->http2 : config::http2_mode::off, shared);
         };
     }
     s->auth = tokens::auth_providers(s->routes, auth_env);

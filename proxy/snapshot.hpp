@@ -48,6 +48,18 @@ std::shared_ptr<net::ssl::context> make_client_tls_context(const std::string& ca
 upstream_endpoint make_endpoint(const http_url& url, std::string path_prefix, std::shared_ptr<net::ssl::context> tls,
                                 bool verify_peer);
 
+class h2_upstream_pool;
+class metrics;
+
+/// The data path's shared upstream connections, for what runs beside the
+/// requests on the event loop (token realm fetches: a realm on the registry's
+/// own host goes over the registry's shared HTTP/2 connection). Set by the
+/// server that owns them, cleared before it goes; read on its io_context thread.
+struct shared_upstreams {
+    h2_upstream_pool* h2 = nullptr;
+    metrics* stats = nullptr;
+};
+
 struct snapshot {
     std::shared_ptr<const config::config> cfg;
     routing::route_table routes;
@@ -63,7 +75,8 @@ struct snapshot {
 /// after startup. Throws std::runtime_error with a message fit for the log.
 std::shared_ptr<const snapshot> build_snapshot(
     std::shared_ptr<const config::config> cfg,
-    const tokens::auth_environment& env = tokens::auth_environment::process());
+    const tokens::auth_environment& env = tokens::auth_environment::process(),
+    std::shared_ptr<const shared_upstreams> shared = nullptr);
 
 /// The current snapshot, swapped atomically.
 class snapshot_holder {
