@@ -24,6 +24,8 @@ fake_env standard_env() {
     f.files["/etc/acp/empty.pw"] = "\n";
     f.files["/etc/acp/ca.pem"] = acp::config::testing::test_ca_pem;
     f.files["/etc/acp/not-a-cert.pem"] = "hello";
+    f.files["/etc/acp/tls.crt"] = acp::config::testing::test_ca_pem;
+    f.files["/etc/acp/tls.key"] = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
     f.files["/etc/acp/docker.json"] = R"({"auths":{"registry.example.com":{"auth":"cm9ib3Q6aHVudGVyMg=="}}})";
     // Invalid JSON that contains a credential: the message must not quote it.
     f.files["/etc/acp/broken.json"] = std::string(R"({"auths":{"registry.example.com":{"auth":")") + secret_password;
@@ -92,6 +94,7 @@ acrInstances:
     rrsaRoleARN: acs:ram::123:role/rrsa
     rrsaOIDCProviderRoleARN: acs:ram::123:oidc-provider/ack-rrsa-c1
     realmHosts: ["*.aliyuncs.com", auth.example.com]
+    http2: "off"
   - instanceId: ""
     domains: "registry.cn-beijing.aliyuncs.com, registry-vpc.cn-beijing.aliyuncs.com"
 registries:
@@ -99,6 +102,7 @@ registries:
     auth: {type: basic, username: robot, passwordFile: /etc/acp/robot.pw}
     caFile: /etc/acp/ca.pem
     realmHosts: [auth.example.com]
+    http2: "on"
   - host: env.example.com
     auth: {type: basic, username: robot, passwordEnv: ROBOT_PASSWORD}
   - host: registry.example.com
@@ -109,7 +113,10 @@ endpointOverrides:
   a-registry.cn-hangzhou.cr.aliyuncs.com: https://10.0.0.7:443
 scope: {enabled: true, namespaces: "team-a, team-b", serviceAccounts: ["*"], waitForPod: 2s}
 timeouts: {headerRead: 1s, idle: 2s, upstreamConnect: 3s, upstreamHeaders: 4s, upstreamIdle: 5s, shutdownGrace: 0s}
-limits: {maxConnections: 10, maxIdleUpstreamPerHost: 0}
+limits: {maxConnections: 10, maxIdleUpstreamPerHost: 0, maxConcurrentStreams: 250}
+tlsListen: 127.0.0.1:5443
+tlsCertFile: /etc/acp/tls.crt
+tlsKeyFile: /etc/acp/tls.key
 )",
                              "full.yaml", f.env());
     INFO(joined(strs(r.warnings)));
@@ -161,6 +168,15 @@ limits: {maxConnections: 10, maxIdleUpstreamPerHost: 0}
     CHECK(c.timeouts.shutdown_grace == 0s);
     CHECK(c.limits.max_connections == 10);
     CHECK(c.limits.max_idle_upstream_per_host == 0);
+    CHECK(c.limits.max_concurrent_streams == 250);
+    CHECK(c.acr_instances[0].http2 == http2_mode::off);
+    CHECK(c.acr_instances[1].http2 == http2_mode::automatic);
+    CHECK(c.registries[0].http2 == http2_mode::on);
+    CHECK(c.registries[1].http2 == http2_mode::automatic);
+    REQUIRE(c.tls_listen.has_value());
+    CHECK(*c.tls_listen == listen_address{"127.0.0.1", 5443});
+    CHECK(c.tls_cert_file == "/etc/acp/tls.crt");
+    CHECK(c.tls_key_file == "/etc/acp/tls.key");
 }
 
 TEST_CASE("config/example.yaml loads with zero warnings", "[config][yaml][example]") {
@@ -335,6 +351,19 @@ const bad_input bad_inputs[] = {
     {"maxConnections zero", "limits: {maxConnections: 0}", "limits.maxConnections", "\"0\""},
     {"maxIdleUpstreamPerHost negative", "limits: {maxIdleUpstreamPerHost: -3}", "limits.maxIdleUpstreamPerHost",
      "\"-3\""},
+    {"http2 not a mode", "registries: [{host: r.example.com, http2: yes}]", "registries[0].http2", "\"yes\""},
+    {"acr http2 not a mode", "acrInstances: [{instanceId: cri-a, domains: [a.example.com], http2: h2}]",
+     "acrInstances[0].http2", "\"h2\""},
+    {"maxConcurrentStreams zero", "limits: {maxConcurrentStreams: 0}", "limits.maxConcurrentStreams", "\"0\""},
+    {"maxConcurrentStreams too many", "limits: {maxConcurrentStreams: 5000}", "limits.maxConcurrentStreams", "5000"},
+    {"tlsListen without files", "tlsListen: 127.0.0.1:5443", "tlsListen", "tlsCertFile"},
+    {"tlsListen on the data port",
+     "tlsListen: 127.0.0.1:5005\ntlsCertFile: /etc/acp/tls.crt\ntlsKeyFile: /etc/acp/tls.key", "tlsListen",
+     "\"127.0.0.1:5005\""},
+    {"tlsCertFile unreadable", "tlsCertFile: /etc/acp/nope.crt", "tlsCertFile", "\"/etc/acp/nope.crt\""},
+    {"tlsCertFile not a certificate", "tlsCertFile: /etc/acp/not-a-cert.pem", "tlsCertFile",
+     "\"/etc/acp/not-a-cert.pem\""},
+    {"tlsKeyFile holds a certificate", "tlsKeyFile: /etc/acp/tls.crt", "tlsKeyFile", "\"/etc/acp/tls.crt\""},
     {"YAML syntax error", "listen: 127.0.0.1:5005\nlog: {level: info\n", "", "not valid YAML"},
     {"duplicate key", "listen: 127.0.0.1:5005\nlisten: 127.0.0.1:6005", "listen", "\"listen\"", 2},
     {"top level is a list", "- listen: 127.0.0.1:5005", "", "a list"},
