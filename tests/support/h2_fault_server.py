@@ -12,12 +12,13 @@ throwaway CA (registry.make_tls_material) and ALPN offering only "h2". It answer
 
 What the repository name selects (so a test picks the fault by the path it asks for):
 
-  fault/goaway  the first `goaway_after` streams that reach one connection each get their headers
-                and the first `goaway_partial` body bytes, then wait; when the last of them has
-                arrived (or `goaway_wait` seconds passed) the server sends GOAWAY(NO_ERROR,
-                last_stream_id = the `goaway_keep`-th stream id), finishes the streams at or below
-                it, never answers the ones above it (RFC 9113 6.8: not processed, safe to retry on
-                another connection) and closes the connection once the kept ones are done. Only
+  fault/goaway  of the first `goaway_after` streams that reach one connection, the first
+                `goaway_keep` get their headers and the first `goaway_partial` body bytes, then
+                wait; the others get nothing. When the last of them has arrived (or `goaway_wait`
+                seconds passed) the server sends GOAWAY(NO_ERROR, last_stream_id = the
+                `goaway_keep`-th stream id), finishes the streams at or below it, never answers the
+                ones above it (RFC 9113 6.8: not processed, safe to retry on another connection)
+                and closes the connection once the kept ones are done. Only
                 the first connection that sees such a request does this (`goaway_once`); later
                 connections serve fault/goaway normally.
   fault/rst     a blob GET gets its headers (the full Content-Length) and `rst_after` body bytes,
@@ -186,10 +187,13 @@ class _Connection:
             s.rst_at = min(srv.rst_after, len(body) - 1)
             s.end_after = False
         if name == "fault/goaway" and not head and self._goaway_candidate():
-            s.hold_after = min(srv.goaway_partial, len(body) - 1)
+            keep = len(self.goaway_held) < srv.goaway_keep
             self.goaway_held.append(sid)
             if self.goaway_first_at is None:
                 self.goaway_first_at = time.monotonic()
+            if not keep:
+                return  # above the last id the GOAWAY will name: never answered, not even a header
+            s.hold_after = min(srv.goaway_partial, len(body) - 1)
         self.respond(s, 200, headers, body, head)
 
     def _goaway_candidate(self):
@@ -277,10 +281,27 @@ class _Connection:
             pass
         finally:
             self.record["streams"] = [(sid, self.streams[sid].path, self.streams[sid].answer) for sid in self.order]
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            self._close_gracefully()
+
+    def _close_gracefully(self, linger=3.0):
+        """FIN, then read until the peer closes: closing with its frames (WINDOW_UPDATE, SETTINGS
+        ACK) unread would make the kernel send RST, and the peer could lose the last DATA frames."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(0.2)
+            deadline = time.monotonic() + linger
+            while time.monotonic() < deadline:
+                try:
+                    if not self.sock.recv(65536):
+                        break
+                except (socket.timeout, ssl.SSLWantReadError):
+                    continue
+        except (OSError, ssl.SSLError):
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class H2FaultServer:
