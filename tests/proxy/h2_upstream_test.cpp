@@ -21,14 +21,21 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <spawn.h>
+#include <sstream>
 #include <string>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <variant>
 #include <vector>
 
@@ -257,6 +264,10 @@ net::awaitable<void> server_conn::run(std::shared_ptr<server_conn> self) {
             co_return;
         }
     }
+    if (!self->srv_.opt_.tls && !self->srv_.opt_.h2) {
+        co_await serve_h1(self);  // a plain HTTP/1.1 backend (behind nghttpx)
+        co_return;
+    }
     net::co_spawn(self->raw().get_executor(), write_loop(self), [](std::exception_ptr) {});
     co_await read_loop(self);
 }
@@ -265,15 +276,26 @@ net::awaitable<void> server_conn::serve_h1(std::shared_ptr<server_conn> self) {
     beast::flat_buffer buf;
     for (;;) {
         http::request<http::empty_body> req;
-        auto [ec, n] = co_await http::async_read(std::get<tls_socket>(self->socket_), buf, req, use_nothrow);
+        auto [ec, n] = co_await std::visit([&](auto& sock) { return http::async_read(sock, buf, req, use_nothrow); },
+                                           self->socket_);
         if (ec) {
             co_return;
         }
         ++self->srv_.requests;
         http::response<http::string_body> res{http::status::ok, 11};
-        res.body() = "h1 ok";
+        const std::string target(req.target());
+        if (target.rfind("/size/", 0) == 0) {
+            const auto size = std::stoul(target.substr(6));
+            res.body().resize(size);
+            for (std::size_t i = 0; i < size; ++i) {
+                res.body()[i] = body_byte(i);
+            }
+        } else {
+            res.body() = "h1 ok";
+        }
         res.prepare_payload();
-        auto [wec, wn] = co_await http::async_write(std::get<tls_socket>(self->socket_), res, use_nothrow);
+        auto [wec, wn] =
+            co_await std::visit([&](auto& sock) { return http::async_write(sock, res, use_nothrow); }, self->socket_);
         if (wec) {
             co_return;
         }
@@ -401,6 +423,138 @@ void server_conn::respond(std::int32_t id) {
     nghttp2_submit_response(session_, id, nv, 2, &body);
     signal_.cancel();
 }
+
+// ---- nghttpx (Debian nghttp2-proxy): the real HTTP/2 front end registries sit behind ------------------------------
+
+std::string nghttpx_binary() {
+    for (const char* p : {"/usr/sbin/nghttpx", "/usr/local/sbin/nghttpx", "/usr/bin/nghttpx"}) {
+        if (access(p, X_OK) == 0) {
+            return p;
+        }
+    }
+    return {};
+}
+
+std::uint16_t free_port() {
+    net::io_context io;
+    tcp::acceptor a(io, {net::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
+bool accepts(std::uint16_t port) {
+    net::io_context io;
+    tcp::socket sock(io);
+    error_code ec;
+    sock.connect({net::ip::make_address("127.0.0.1"), port}, ec);
+    return !ec;
+}
+
+// nghttpx on a free loopback port (it refuses port 0; a port taken meanwhile makes it exit and we try another),
+// TLS with the test certificate, ALPN h2 and http/1.1, in front of a plain HTTP/1.1 backend.
+class nghttpx_process {
+public:
+    nghttpx_process(std::uint16_t backend_port, const std::vector<std::string>& extra) {
+        const auto bin = nghttpx_binary();
+        if (bin.empty()) {
+            return;
+        }
+        const std::string conf = cert().dir + "/nghttpx.conf";
+        std::ofstream(conf) << "# empty: every option is on the command line\n";
+        for (int attempt = 0; attempt < 5 && pid_ < 0; ++attempt) {
+            const auto port = free_port();
+            std::vector<std::string> args{bin,
+                                          "--conf=" + conf,
+                                          "--frontend=127.0.0.1," + std::to_string(port),
+                                          "--backend=127.0.0.1," + std::to_string(backend_port) + ";/",
+                                          "--workers=1",
+                                          "--no-ocsp",
+                                          "--no-via",
+                                          "--no-server-rewrite",
+                                          "--errorlog-file=" + cert().dir + "/nghttpx.log",
+                                          "--accesslog-file=/dev/null"};
+            args.insert(args.end(), extra.begin(), extra.end());
+            args.push_back(cert().key);
+            args.push_back(cert().cert);
+            std::vector<char*> argv;
+            for (auto& a : args) {
+                argv.push_back(a.data());
+            }
+            argv.push_back(nullptr);
+            pid_t pid = -1;
+            posix_spawn_file_actions_t io{};
+            posix_spawn_file_actions_init(&io);
+            const std::string out = cert().dir + "/nghttpx.out";
+            posix_spawn_file_actions_addopen(&io, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+            posix_spawn_file_actions_adddup2(&io, 1, 2);
+            const int spawned = posix_spawn(&pid, bin.c_str(), &io, nullptr, argv.data(), environ);
+            posix_spawn_file_actions_destroy(&io);
+            if (spawned != 0) {
+                return;
+            }
+            const auto until = clock_type::now() + 10s;
+            while (clock_type::now() < until) {
+                int status = 0;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                    pid = -1;  // exited (port taken?): another port
+                    break;
+                }
+                if (accepts(port)) {
+                    pid_ = pid;
+                    port_ = port;
+                    break;
+                }
+                usleep(20 * 1000);
+            }
+            if (pid_ < 0 && pid > 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, nullptr, 0);
+            }
+        }
+        if (pid_ > 0) {
+            std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+            for (pid_t c = 0; children >> c;) {
+                workers_.push_back(c);
+            }
+        }
+    }
+    ~nghttpx_process() { stop(); }
+    nghttpx_process(const nghttpx_process&) = delete;
+    nghttpx_process& operator=(const nghttpx_process&) = delete;
+
+    [[nodiscard]] bool running() const { return pid_ > 0; }
+    [[nodiscard]] std::uint16_t port() const { return port_; }
+
+    /// Graceful shutdown (GOAWAY to clients, streams in flight finish), without waiting.
+    void quit() const {
+        if (pid_ > 0) {
+            kill(pid_, SIGQUIT);
+        }
+    }
+    void stop() {
+        if (pid_ <= 0) {
+            return;
+        }
+        kill(pid_, SIGQUIT);
+        const auto until = clock_type::now() + 5s;
+        while (waitpid(pid_, nullptr, WNOHANG) == 0) {
+            if (clock_type::now() >= until) {
+                kill(pid_, SIGKILL);
+                waitpid(pid_, nullptr, 0);
+                break;
+            }
+            usleep(10 * 1000);
+        }
+        for (const auto w : workers_) {  // only if the master died without reaping its worker
+            kill(w, SIGKILL);
+        }
+        pid_ = -1;
+    }
+
+private:
+    pid_t pid_ = -1;
+    std::uint16_t port_ = 0;
+    std::vector<pid_t> workers_;
+};
 
 // ---- the client side ------------------------------------------------------------------------------------------------
 
@@ -888,5 +1042,112 @@ TEST_CASE("h2 upstream: http2 on over plain http speaks h2c with prior knowledge
         CHECK(n == 70000);
         CHECK(pattern);
         CHECK(f.stats.upstream_tls_handshakes() == 0);
+    });
+}
+
+namespace {
+
+// A plain HTTP/1.1 backend (the test server) behind nghttpx.
+struct nghttpx_fixture : fixture {
+    explicit nghttpx_fixture(std::vector<std::string> extra = {})
+        : fixture(server_options{.h2 = false, .tls = false}), front(server.port(), extra) {}
+    nghttpx_process front;
+};
+
+}  // namespace
+
+TEST_CASE("h2 upstream via nghttpx: 32 concurrent GETs share one connection", "[h2_upstream][nghttpx]") {
+    nghttpx_fixture f;
+    if (!f.front.running()) {
+        WARN("nghttpx (Debian nghttp2-proxy) is not installed or did not start: case skipped");
+        return;
+    }
+    const auto ep = endpoint_for(f.front.port(), acp::config::http2_mode::automatic);
+    int ok = 0;
+    f.run([&]() -> net::awaitable<void> {
+        auto one = [&](int i) -> net::awaitable<void> {
+            const get_request g("/size/" + std::to_string(20000 + i));
+            const auto req = g.req();
+            auto r = co_await f.pool.open(ep, req, 5s, f.stats);
+            auto* s = stream_of(r);
+            auto head = co_await s->read_head(5s);
+            REQUIRE(head.has_value());
+            CHECK(head->status == 200);
+            auto [n, pattern] = co_await drain(*s);
+            CHECK(n == static_cast<std::size_t>(20000 + i));
+            CHECK(pattern);
+            ++ok;
+        };
+        int finished = 0;
+        for (int i = 0; i < 32; ++i) {
+            net::co_spawn(f.ioc, one(i), [&](std::exception_ptr) { ++finished; });
+        }
+        const auto all = co_await f.eventually([&] { return finished == 32; });
+        CHECK(all);
+        CHECK(f.pool.connection_count() == 1);
+    });
+    CHECK(ok == 32);
+    CHECK(f.stats.upstream_connections_new() == 1);
+    CHECK(f.stats.upstream_connections_reused() == 31);
+}
+
+TEST_CASE("h2 upstream via nghttpx: --frontend-http2-max-concurrent-streams=1 makes a second connection",
+          "[h2_upstream][nghttpx]") {
+    nghttpx_fixture f({"--frontend-http2-max-concurrent-streams=1"});
+    if (!f.front.running()) {
+        WARN("nghttpx (Debian nghttp2-proxy) is not installed or did not start: case skipped");
+        return;
+    }
+    const auto ep = endpoint_for(f.front.port(), acp::config::http2_mode::automatic);
+    f.run([&]() -> net::awaitable<void> {
+        const get_request g("/size/2000000");  // more than a window: the stream stays open
+        const auto req = g.req();
+        auto r1 = co_await f.pool.open(ep, req, 5s, f.stats);
+        auto* s1 = stream_of(r1);
+        auto h1 = co_await s1->read_head(5s);
+        REQUIRE(h1.has_value());
+        auto r2 = co_await f.pool.open(ep, req, 5s, f.stats);
+        auto* s2 = stream_of(r2);
+        auto h2 = co_await s2->read_head(5s);
+        REQUIRE(h2.has_value());
+        CHECK(f.pool.connection_count() == 2);
+        CHECK(f.stats.upstream_connections_new() == 2);
+        auto [n1, p1] = co_await drain(*s1);
+        auto [n2, p2] = co_await drain(*s2);
+        CHECK(n1 == 2000000);
+        CHECK(n2 == 2000000);
+    });
+}
+
+TEST_CASE("h2 upstream via nghttpx: SIGQUIT (graceful GOAWAY) lets the stream in flight finish",
+          "[h2_upstream][nghttpx]") {
+    nghttpx_fixture f;
+    if (!f.front.running()) {
+        WARN("nghttpx (Debian nghttp2-proxy) is not installed or did not start: case skipped");
+        return;
+    }
+    const auto ep = endpoint_for(f.front.port(), acp::config::http2_mode::automatic);
+    f.run([&]() -> net::awaitable<void> {
+        const get_request g("/size/3000000");
+        const auto req = g.req();
+        auto r = co_await f.pool.open(ep, req, 5s, f.stats);
+        auto* s = stream_of(r);
+        auto head = co_await s->read_head(5s);
+        REQUIRE(head.has_value());
+        f.front.quit();
+        auto [n, pattern] = co_await drain(*s);
+        CHECK(n == 3000000);
+        CHECK(pattern);
+        s->reset();
+        // The GOAWAY'd connection takes no new stream: the next open connects again (nghttpx is gone: refused).
+        const get_request g2("/size/10");
+        const auto req2 = g2.req();
+        auto again = co_await f.pool.open(ep, req2, 5s, f.stats);
+        CHECK(f.stats.upstream_connections_reused() == 0);
+        if (auto* fail = std::get_if<failure>(&again)) {
+            CHECK(fail->code == errc::upstream_unreachable);
+        }
+        const auto closed = co_await f.eventually([&] { return f.stats.upstream_h2_connections() <= 1; });
+        CHECK(closed);
     });
 }
