@@ -22,8 +22,8 @@ For each pair (class Pair_<client>_to_<upstream>):
 h1->h2 and h2->h2 also: 64 concurrent manifest GETs share ONE upstream connection (nghttpx's log:
 one client port, ALPN h2), and the realm request of the token flow came on that same connection.
 
-h2c upstream: `http2: on` for a plain-http endpoint (a cleartext nghttpx front) speaks HTTP/2
-with prior knowledge (nghttpx logs ALPN "h2c").
+h2c upstream: `http2: on` for a plain-http endpoint (a cleartext nghttpx front before an anonymous
+docker-registry) speaks HTTP/2 with prior knowledge (nghttpx logs ALPN "h2c").
 
 Faults (tests/support/h2_fault_server.py: python3-h2 over TLS, ALPN h2 only, `http2: on`):
   * GOAWAY(last_stream_id = the 4th of 8 streams) while the 4 kept streams are mid-body (the 4
@@ -75,6 +75,8 @@ RSS_MODE = "--rss" in sys.argv
 USER = "temp_user"
 PASSWORD = "temp:h2m-" + harness.secrets_token()
 ACCEPT = [("Accept", OCI_MANIFEST), ("Accept", OCI_INDEX)]
+# nghttp and h2load keep only the last -H of a name: one Accept with both types.
+NGHTTP_ACCEPT = ["-H", "accept: " + ", ".join(v for _, v in ACCEPT)]
 PAIRS = [("h1", "h1"), ("h1", "h2"), ("h2", "h1"), ("h2", "h2")]
 TAG = "v1"
 MIB = 1 << 20
@@ -90,7 +92,8 @@ class World:
     tr1 = None  # h1 upstream: docker-registry over TLS
     tr2 = None  # h2 upstream: plain docker-registry behind nghttpx
     ng = None
-    ngc = None  # the same registry behind a cleartext nghttpx front (h2c with prior knowledge)
+    plain = None  # an anonymous docker-registry ...
+    ngc = None  # ... behind a cleartext nghttpx front (h2c with prior knowledge)
     fs = None  # h2 fault server
     fault_blobs = []
     rst_blob = None
@@ -163,8 +166,7 @@ def proxy_config():
     ]
     overrides = {}
     if World.ngc is not None:
-        # The realm the registry names is on the TLS front: caFile is that front's CA.
-        regs.append({"host": World.ngc.host, "auth": basic, "caFile": World.ng.ca, "http2": "on"})
+        regs.append({"host": World.ngc.host, "auth": {"type": "anonymous"}, "http2": "on"})
         overrides[World.ngc.host] = World.ngc.url
     if World.fs is not None:
         regs.append({"host": World.fs.host, "auth": {"type": "anonymous"}, "caFile": World.fs.ca, "http2": "on"})
@@ -210,8 +212,10 @@ def setUpModule():
         h2_repos += ["fanout/h1-h2", "fanout/h2-h2", "load/h2-h2"]
         _push(World.image, World.tr1.registry_host, h1_repos, auth1, World.tr1.ca_dir)
         _push(World.image, World.ng.host, h2_repos, auth_ng, World.ng.ca_dir)
-        World.ngc = nghttpx.Nghttpx(World.tmp.join("nghttpx-clear"), World.tr2.registry.port, name="nghttpx-clear",
-                                    routes=[(World.tr2.realm_path, World.tr2.token_port)], cleartext=True).start()
+        World.plain = registry_mod.Registry(World.tmp.join("plain-registry"), name="plain-registry").start()
+        _push(World.image, World.plain.host, ["h2c/app"], None, None)
+        World.ngc = nghttpx.Nghttpx(World.tmp.join("nghttpx-clear"), World.plain.port, name="nghttpx-clear",
+                                    cleartext=True).start()
         World.fs = h2_fault_server.H2FaultServer(World.tmp.join("faults"), goaway_after=GOAWAY_STREAMS,
                                                  goaway_keep=GOAWAY_KEEP, goaway_partial=16384,
                                                  rst_after=64 << 10).start()
@@ -231,7 +235,7 @@ def tearDownModule():
     for ng in (World.ngc, World.ng):
         if ng:
             ng.stop()
-    for tr in (World.tr1, World.tr2):
+    for tr in (World.tr1, World.tr2, World.plain):
         if tr:
             tr.stop()
 
@@ -260,7 +264,8 @@ class Answer:
         return "sha256:" + hashlib.sha256(self.body).hexdigest()
 
     def __repr__(self):
-        return f"<{self.version} {self.status} rc={self.rc} {self.stderr.strip()[:200]!r}>"
+        body = "" if self.status is None or 200 <= self.status < 300 else f" {self.body[:240]!r}"
+        return f"<{self.version} {self.status} rc={self.rc} {self.stderr.strip()[:200]!r}{body}>"
 
 
 def curl(client, path, method="GET", headers=(), port=None, tls=False, extra=()):
@@ -531,7 +536,7 @@ class PairChecks:
 class H2ClientMixin:
     def test_nghttp_gets_the_manifest(self):
         url = f"http://127.0.0.1:{World.proxy.port}{target('manifests', repo('pair', self.client, self.upstream), TAG, self.ns)}"
-        hdrs = [a for k, v in ACCEPT for a in ("-H", f"{k.lower()}: {v}")]
+        hdrs = NGHTTP_ACCEPT
         body = subprocess.run(["nghttp", *hdrs, url], capture_output=True, timeout=60)
         self.assertEqual(body.returncode, 0, body.stderr.decode(errors="replace")[-500:])
         self.assertEqual("sha256:" + hashlib.sha256(body.stdout).hexdigest(), World.image.manifest.digest)
@@ -549,7 +554,7 @@ class H2UpstreamMixin:
         self.assertEqual(r.status, 200, repr(r))
         since = len(World.ng.access_entries())
         url = f"http://127.0.0.1:{World.proxy.port}{path}"
-        hdrs = [a for k, v in ACCEPT for a in ("-H", f"{k.lower()}: {v}")]
+        hdrs = NGHTTP_ACCEPT
         if self.client == "h1":
             argv = ["h2load", "--h1", "-n", str(FANOUT), "-c", str(FANOUT), "-m", "1", *hdrs, url]
         else:
@@ -613,7 +618,7 @@ class H2c_upstream(harness.TestCaseBase):
 
     def test_plain_http_upstream_with_http2_on_speaks_h2c_prior_knowledge(self):
         c = harness.Checks(self)
-        name = repo("pair", "h1", "h2")  # pushed to the registry behind both fronts
+        name = "h2c/app"
         since = len(World.ngc.access_entries())
         for client in ("h1", "h2"):
             r = curl(client, target("manifests", name, TAG, World.ngc.host), "GET", ACCEPT)
@@ -760,7 +765,7 @@ class Downstream_h2(FaultsBase):
 
     def test_h2load_2000_requests_4_connections_32_streams_all_2xx(self):
         url = f"http://127.0.0.1:{World.proxy.port}{target('manifests', 'load/h2-h2', TAG, World.ng.host)}"
-        hdrs = [a for k, v in ACCEPT for a in ("-H", f"{k.lower()}: {v}")]
+        hdrs = NGHTTP_ACCEPT
         out = harness.run(["h2load", "-n", "2000", "-c", "4", "-m", "32", *hdrs, url], timeout=180, check=False).stdout
         self.assertIn("status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx", out, out[-1500:])
         self.assertIn("2000 succeeded, 0 failed, 0 errored", out, out[-1500:])
