@@ -934,7 +934,7 @@ def report(args, command, mach, vers, load_start, load_end, started, finished, w
     return "\n".join(L)
 
 
-def merge_sections(old, new, only):
+def merge_sections(old, new, only, how=""):
     """The old tables with the sections of the workloads in `only` replaced by (or, when
     absent, appended from) the new run's; a note under each replaced section says when."""
     def split(text):
@@ -949,7 +949,7 @@ def merge_sections(old, new, only):
     stamp = re.search(r"^Run (.*?) UTC", new, re.M)
     for n in sorted(only):
         if n in new_secs:
-            note = f"(Section {n} from a later run, {stamp.group(1)} UTC, `--only {','.join(sorted(only))}`.)\n\n" \
+            note = f"(Section {n} from a later run, {stamp.group(1)} UTC{': ' + how if how else ''}.)\n\n" \
                 if stamp else ""
             old_secs[n] = new_secs[n].rstrip("\n") + "\n\n" + note
     return old_head + "".join(old_secs[k] for k in sorted(old_secs, key=int))
@@ -1036,7 +1036,8 @@ def main():
             if ANALYSIS_MARKER in old:
                 kept = "\n" + old[old.index(ANALYSIS_MARKER):]
         if args.merge and old:
-            text = merge_sections(old[:old.index(ANALYSIS_MARKER)] if ANALYSIS_MARKER in old else old, text, only)
+            text = merge_sections(old[:old.index(ANALYSIS_MARKER)] if ANALYSIS_MARKER in old else old, text, only,
+                                  f"`{command}`, load average {load_start} at start, {load_end} at end")
         with open(args.results, "w") as f:
             f.write(text.rstrip("\n") + "\n" + kept)
         log(f"wrote {args.results}")
