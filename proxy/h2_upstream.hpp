@@ -133,8 +133,11 @@ public:
     /// connects a NEW one only when none can (e.g. all at the peer's
     /// MAX_CONCURRENT_STREAMS). Concurrent opens on a cold key share ONE
     /// connect and wait for its outcome. Metrics: on_upstream_connection(false)
-    /// for a new connection, (true) for a stream on an existing one.
-    /// `stats` must outlive the pool's connections (close_all() first).
+    /// for a new connection (the HTTP/1.1 one handed back included: do not
+    /// count it again), (true) for a stream on an existing one; TLS handshakes
+    /// and the h2 connection gauge too. `stats` must outlive the pool's
+    /// connections, and the pool every open() in progress (close_all(), then
+    /// wait for the request tasks, then destroy).
     net::awaitable<h2_open_result> open(const upstream_endpoint& ep, const h2_request& req,
                                         config::duration connect_timeout, metrics& stats);
 
