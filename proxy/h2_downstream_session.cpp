@@ -310,6 +310,11 @@ http::request<http::empty_body> to_request(const h2_request_head& h) {
 template <class Stream>
 net::awaitable<void> serve_stream(std::shared_ptr<h2_connection<Stream>> c, std::shared_ptr<stream_slot> slot,
                                   h2_request_head head) {
+    if (slot->stopped) {
+        // Reset by the client before it started (the rapid-reset pattern): no
+        // upstream work, no access log line per stream.
+        co_return;
+    }
     auto& st = *c->state;
     const auto snap = st.snapshots.load();  // taken now, kept for the whole request
     request_context rc;

@@ -153,8 +153,7 @@ struct h2_server_codec::impl {
                                       : "the client broke the HTTP/2 protocol: " + last_lib_error;
     }
 
-    void notify_drained(std::int32_t id, stream_state& s) {
-        s.above_bound = false;
+    void notify_drained(std::int32_t id) {
         if (std::find(drained.begin(), drained.end(), id) == drained.end()) {
             drained.push_back(id);
         }
@@ -284,7 +283,7 @@ struct h2_server_codec::impl {
                 me.events.push_back(std::move(ev));
             }
             s->reset = s->reset || !s->response_done;
-            me.notify_drained(id, *s);  // a writer waiting for room wakes and finds the stream gone
+            me.notify_drained(id);  // a writer waiting for room wakes and finds the stream gone
         }
         me.forget_if_done(id);
         return 0;
@@ -334,8 +333,11 @@ struct h2_server_codec::impl {
         if (s->body_ended && s->queued() == 0) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         }
-        if (s->above_bound && s->queued() <= me.settings.stream_queue_bound) {
-            me.notify_drained(id, *s);
+        if (s->above_bound) {
+            // Every take counts as progress for a writer waiting on this stream
+            // (its idle timeout runs from the last one); the wait ends at the bound.
+            s->above_bound = s->queued() > me.settings.stream_queue_bound;
+            me.notify_drained(id);
         }
         return static_cast<ssize_t>(n);
     }
@@ -568,7 +570,7 @@ void h2_server_codec::reset_stream(std::int32_t stream, std::uint32_t code) {
     s->queue.clear();
     s->queue_pos = 0;
     nghttp2_submit_rst_stream(m.session, NGHTTP2_FLAG_NONE, stream, code);
-    m.notify_drained(stream, *s);
+    m.notify_drained(stream);
 }
 
 void h2_server_codec::release(std::int32_t stream) {

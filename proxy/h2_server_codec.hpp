@@ -137,9 +137,10 @@ public:
 
     /// Requests and resets since the last call, in the order they happened.
     std::vector<h2_server_event> take_events();
-    /// Streams whose queue fell to stream_queue_bound or below (or that can
-    /// take no more bytes: reset, closed) since the last call, each once: the
-    /// writers waiting on them may go on.
+    /// Streams whose queue, above stream_queue_bound, gave bytes to the
+    /// client (or that can take no more bytes: reset, closed) since the last
+    /// call, each once: the writers waiting on them see progress, and go on
+    /// once queued_bytes() is at or below the bound.
     std::vector<std::int32_t> take_drained_streams();
 
     // ---- responses ------------------------------------------------------------------------------------------------

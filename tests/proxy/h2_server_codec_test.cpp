@@ -638,3 +638,38 @@ TEST_CASE("h2 server: shutdown sends GOAWAY NO_ERROR and lets the stream in flig
     CHECK(c.stream(id).body == "{}");
     CHECK(s.codec.finished());
 }
+
+TEST_CASE("h2 server: bytes handed to the writer stay put while the reader feeds more", "[h2_server_codec]") {
+    test_client c;
+    test_server s;
+    const auto id = c.get("/v2/r/blobs/sha256:1");
+    pump(c, s);
+    REQUIRE(s.codec.submit_response(id, 200, {}, true).has_value());
+    const std::string body = pattern(40 * 1024);
+    REQUIRE(s.codec.push_body(id, bytes_of(body)));
+    // The writer takes its bytes and starts a write...
+    const auto out = s.codec.next_output();
+    REQUIRE_FALSE(out.empty());
+    const std::string in_flight(reinterpret_cast<const char*>(out.data()), out.size());
+    // ... while the reader feeds PINGs and a new request, whose answers are framed aside.
+    for (int i = 0; i < 200; ++i) {
+        const std::array<std::uint8_t, 8> opaque{};
+        REQUIRE(nghttp2_submit_ping(c.session(), NGHTTP2_FLAG_NONE, opaque.data()) == 0);
+    }
+    const auto second = c.get("/v2/");
+    client_to_server(c, s);
+    CHECK(s.requests.count(second) == 1);
+    CHECK(std::string(reinterpret_cast<const char*>(out.data()), out.size()) == in_flight);
+    CHECK(s.codec.buffered_output() > out.size());  // the PING ACKs wait behind the bytes in flight
+    // The write completes: everything reaches the client in order.
+    const auto n = nghttp2_session_mem_recv(c.session(), out.data(), out.size());
+    REQUIRE(n == static_cast<ssize_t>(out.size()));
+    s.codec.consumed_output(out.size());
+    answer(s, second, 200, "{}");
+    REQUIRE(s.codec.end_body(id));
+    s.codec.release(id);
+    pump(c, s);
+    CHECK(c.stream(id).body == body);
+    CHECK(c.stream(second).status == 200);
+    CHECK_FALSE(c.goaway_error);
+}
