@@ -96,6 +96,7 @@ public:
 
 private:
     net::awaitable<boost::system::result<h2_event, failure>> next_event(config::duration timeout, const char* what);
+    void coalesce_queued();
 
     std::shared_ptr<h2_upstream_connection> conn_;
     std::int32_t id_ = 0;
