@@ -273,7 +273,6 @@ class Smuggling(Base):
             ("absolute-form target to another host", f"GET http://evil.example/v2/{REPO}/manifests/v1 HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
             ("absolute-form target with ns", f"GET http://good.host{g} HTTP/1.1\r\nHost: good.host\r\n\r\n"),
             ("CONNECT", "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"),
-            ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
             ("HTTP/0.9 request", f"GET {g}\r\n\r\n"),
             ("unknown version", f"GET {g} HTTP/3.7\r\nHost: x\r\n\r\n"),
             ("Upgrade: h2c", f"GET {g} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
@@ -293,6 +292,31 @@ class Smuggling(Base):
                 c.check(closed, f"{name}: the connection is closed after the refusal")
             self.assert_nothing_forwarded(c, name)
         self.still_serving(c, "smuggling shapes")
+        c.done()
+
+    def test_h2_preface_then_garbage_is_a_protocol_error_never_forwarded(self):
+        # The data listener speaks h2c with prior knowledge (issue 9): the client
+        # preface gets the server's SETTINGS; bytes that are not HTTP/2 frames after
+        # it end the connection with GOAWAY(PROTOCOL_ERROR), and nothing is forwarded.
+        c = harness.Checks(self)
+        clear_upstreams()
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        garbage = f"GET {self.GOOD} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        raw, closed = fault_tools.raw_exchange(World.proxy.port, preface + garbage, timeout=5)
+        types = []
+        rest = raw
+        while len(rest) >= 9:  # RFC 9113 §4.1: length (24 bits), type, flags, stream id
+            length = int.from_bytes(rest[:3], "big")
+            types.append(rest[3])
+            rest = rest[9 + length:]
+        observe("smuggling", "HTTP/2 preface then an HTTP/1.1 request",
+                f"frames {types}, connection {'closed' if closed else 'open'}")
+        c.check(not raw.startswith(b"HTTP/"), f"an HTTP/2 answer, not HTTP/1.1 ({raw[:40]!r})")
+        c.check(types[:1] == [0x4], f"the server's SETTINGS first, got frame types {types}")
+        c.check(0x7 in types, f"a GOAWAY for the garbage, got frame types {types}")
+        c.check(closed, "the connection is closed after the GOAWAY")
+        self.assert_nothing_forwarded(c, "h2 preface + garbage")
+        self.still_serving(c, "an HTTP/2 protocol error")
         c.done()
 
     def test_obs_fold_is_unfolded_never_passed_on_folded(self):
