@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "proxy/deadline.hpp"
+#include "proxy/local_reply.hpp"
 #include "proxy/response_writer.hpp"
 
 #include <boost/asio/write.hpp>
@@ -20,11 +21,6 @@
 #include <string_view>
 
 namespace acp::proxy {
-
-/// The JSON response for a local reply (status, registry error body, 405's
-/// Allow, X-Request-Id), with the version and keep-alive given.
-http::response<http::string_body> make_local_response(const local_reply& r, unsigned version, bool keep_alive,
-                                                      std::string_view request_id);
 
 template <class Stream>
 class h1_response_writer final : public response_writer {

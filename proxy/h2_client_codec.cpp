@@ -16,43 +16,6 @@ namespace {
 // Output gathered per next_output() call: a few TLS records' worth.
 constexpr std::size_t output_chunk = 64 * 1024;
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-// The comma-separated tokens of every Connection field, lower-cased.
-std::vector<std::string> connection_named(std::span<const h2_field> fields) {
-    std::vector<std::string> out;
-    for (const auto& f : fields) {
-        if (lower(f.name) != "connection") {
-            continue;
-        }
-        std::string_view v = f.value;
-        while (!v.empty()) {
-            const auto comma = v.find(',');
-            const auto token = trim(v.substr(0, comma));
-            if (!token.empty()) {
-                out.push_back(lower(token));
-            }
-            v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-        }
-    }
-    return out;
-}
-
 std::string_view as_view(const std::uint8_t* p, std::size_t n) {
     return {reinterpret_cast<const char*>(p), n};
 }
@@ -495,21 +458,21 @@ boost::system::result<std::int32_t, failure> h2_client_codec::submit_request(con
                                                    : m.goaway_last ? "the upstream HTTP/2 connection is going away"
                                                                    : "no HTTP/2 stream free on this connection"};
     }
-    const auto named = connection_named(r.fields);
+    const auto named = connection_tokens_of(r.fields);
     std::vector<std::string> names;  // lower-cased, kept alive for the nv array
     names.reserve(r.fields.size());
     std::vector<std::pair<std::size_t, std::string_view>> kept;  // (index into names, value)
     std::string_view authority = r.authority;
     for (const auto& f : r.fields) {
-        auto name = lower(f.name);
+        auto name = lower_ascii(f.name);
         if (name == "host") {
             if (authority.empty()) {
-                authority = trim(f.value);
+                authority = trim_ows(f.value);
             }
             continue;
         }
         if (name == "te") {
-            if (lower(trim(f.value)) != "trailers") {
+            if (lower_ascii(trim_ows(f.value)) != "trailers") {
                 continue;
             }
         } else if (is_hop_by_hop(name) || name == "content-length" || name == "expect" ||

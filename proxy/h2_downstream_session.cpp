@@ -3,6 +3,7 @@
 #include "config/logging.hpp"
 #include "proxy/deadline.hpp"
 #include "proxy/error.hpp"
+#include "proxy/local_reply.hpp"
 #include "proxy/request_context.hpp"
 #include "proxy/request_handler.hpp"
 #include "proxy/response_writer.hpp"
@@ -149,28 +150,19 @@ public:
     h2_stream_writer(h2_connection<Stream>& c, stream_slot& slot) : c_(c), slot_(slot) {}
 
     net::awaitable<error_code> write_local(const local_reply& r, bool head, std::string_view request_id) override {
-        const auto length = std::to_string(r.body.size());
-        std::vector<h2_response_field> fields{
-            {"content-type", "application/json"},
-            {"docker-distribution-api-version", "registry/2.0"},
-            {"content-length", length},
-        };
-        if (!request_id.empty()) {
-            fields.push_back({"x-request-id", request_id});
-        }
-        if (r.allow_header) {
-            fields.push_back({"allow", "GET, HEAD"});
-        }
+        // The same head and body as over HTTP/1.1 (names lower-cased, Connection dropped by the codec).
+        auto res = make_local_response(r, 11, true, request_id);
         const bool with_body = !head && !r.body.empty();
-        if (auto ec = submit(static_cast<unsigned>(r.status), fields, with_body)) {
+        const body_shape shape{!with_body, r.body.size()};
+        auto wrote = write_head(res.base(), shape, net::buffer(res.body()));
+        if (auto ec = co_await std::move(wrote)) {
             co_return ec;
         }
-        if (with_body) {
-            c_.codec.push_body(slot_.id, as_bytes(r.body.data(), r.body.size()));
-            c_.codec.end_body(slot_.id);
+        if (!with_body) {
+            co_return error_code{};
         }
-        c_.wake_writer();
-        co_return error_code{};
+        auto finished = finish();
+        co_return co_await std::move(finished);
     }
 
     net::awaitable<error_code> write_head(http::response_header<>& head, body_shape shape,

@@ -18,43 +18,6 @@ constexpr std::size_t output_chunk = 64 * 1024;
 // RFC 9113 §6.5.2: a field's size is its name and value plus 32.
 constexpr std::size_t field_overhead = 32;
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-// The comma-separated tokens of every Connection field, lower-cased.
-std::vector<std::string> connection_named(std::span<const h2_response_field> fields) {
-    std::vector<std::string> out;
-    for (const auto& f : fields) {
-        if (lower(f.name) != "connection") {
-            continue;
-        }
-        std::string_view v = f.value;
-        while (!v.empty()) {
-            const auto comma = v.find(',');
-            const auto token = trim(v.substr(0, comma));
-            if (!token.empty()) {
-                out.push_back(lower(token));
-            }
-            v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-        }
-    }
-    return out;
-}
-
 std::string_view as_view(const std::uint8_t* p, std::size_t n) {
     return {reinterpret_cast<const char*>(p), n};
 }
@@ -228,7 +191,7 @@ struct h2_server_codec::impl {
         if (s.head.authority.empty()) {
             for (const auto& [n, v] : s.head.fields) {
                 if (n == "host") {
-                    s.head.authority = trim(v);
+                    s.head.authority = trim_ows(v);
                     break;
                 }
             }
@@ -484,12 +447,12 @@ boost::system::result<void, failure> h2_server_codec::submit_response(std::int32
     if (status < 200 || status > 999) {
         return failure{errc::bad_request, "not a final HTTP status"};
     }
-    const auto named = connection_named(fields);
+    const auto named = connection_tokens_of(fields);
     std::vector<std::string> names;  // lower-cased, kept alive for the nv array
     names.reserve(fields.size());
     std::vector<std::pair<std::size_t, std::string_view>> kept;
     for (const auto& f : fields) {
-        auto name = lower(f.name);
+        auto name = lower_ascii(f.name);
         if (is_hop_by_hop(name) || std::find(named.begin(), named.end(), name) != named.end()) {
             continue;
         }

@@ -7,24 +7,45 @@
 namespace acp::proxy {
 namespace {
 
-std::string to_lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
-    return out;
-}
-
 bool named_in(std::string_view name, const std::vector<std::string>& tokens) {
     return std::any_of(tokens.begin(), tokens.end(), [&](const std::string& t) { return beast::iequals(t, name); });
 }
 
 }  // namespace
 
+std::string lower_ascii(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
+    return out;
+}
+
+std::string_view trim_ows(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+void add_connection_tokens(std::string_view value, std::vector<std::string>& out) {
+    while (!value.empty()) {
+        const auto comma = value.find(',');
+        const auto token = trim_ows(value.substr(0, comma));
+        if (!token.empty()) {
+            out.push_back(lower_ascii(token));
+        }
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+    }
+}
+
 std::vector<std::string> connection_tokens(const http::fields& f) {
     std::vector<std::string> out;
     for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection; ++it) {
         for (auto token : http::token_list{it->value()}) {
-            out.push_back(to_lower(token));
+            out.push_back(lower_ascii(token));
         }
     }
     return out;

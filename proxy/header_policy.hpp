@@ -19,6 +19,28 @@ namespace acp::proxy {
 /// Lower-cased field names listed in every `Connection` line.
 std::vector<std::string> connection_tokens(const http::fields& f);
 
+/// ASCII lower-case copy (field names, tokens).
+std::string lower_ascii(std::string_view s);
+
+/// `s` without leading and trailing spaces and tabs (RFC 9110 OWS).
+std::string_view trim_ows(std::string_view s) noexcept;
+
+/// Adds the lower-cased comma-separated tokens of one `Connection` value.
+void add_connection_tokens(std::string_view value, std::vector<std::string>& out);
+
+/// connection_tokens() for a plain list of fields with `name` and `value`
+/// (the HTTP/2 codecs' field spans).
+template <class Fields>
+std::vector<std::string> connection_tokens_of(const Fields& fields) {
+    std::vector<std::string> out;
+    for (const auto& f : fields) {
+        if (lower_ascii(f.name) == "connection") {
+            add_connection_tokens(f.value, out);
+        }
+    }
+    return out;
+}
+
 /// True for the fixed hop-by-hop names (any case): Connection, Keep-Alive,
 /// Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer,
 /// Transfer-Encoding, Upgrade.

@@ -1,7 +1,5 @@
 #include "proxy/local_reply.hpp"
 
-#include "proxy/h1_writer.hpp"
-
 #include <boost/beast/http/write.hpp>
 
 namespace acp::proxy {

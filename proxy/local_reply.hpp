@@ -22,6 +22,12 @@ struct reply_options {
     config::duration timeout = std::chrono::seconds(60);
 };
 
+/// The JSON response for a local reply (status, registry error body, 405's
+/// Allow, X-Request-Id), with the version and keep-alive given: what every
+/// response_writer sends for it, whatever the protocol.
+http::response<http::string_body> make_local_response(const local_reply& r, unsigned version, bool keep_alive,
+                                                      std::string_view request_id);
+
 /// Writes `r` (a registry error JSON body). Keep-alive is off when r.close.
 net::awaitable<error_code> write_local_reply(timed_socket& s, const local_reply& r, const reply_options& o);
 
